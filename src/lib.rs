@@ -1,1 +1,140 @@
+//! wscheck: finds out why a WebSocket route (on Cloud Foundry above all) does not connect.
+//!
+//! `run` is the whole program minus process concerns: flags in, report out, exit code back.
+//! The layers below it are separate and pure where they can be: `plan` (flags to probes),
+//! `probe` (staged network work), `diagnose` (outcome to code), `report` (rendering).
 
+pub mod cli;
+pub mod demo;
+pub mod diagnose;
+pub mod plan;
+pub mod probe;
+pub mod report;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use cli::{Cli, Command};
+use plan::Plan;
+use probe::tls::TlsSetup;
+use report::{AppView, Report};
+
+/// Exit code: the recommended URL works end to end.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: it does not.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: usage or internal error.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Runs a parsed command line, writing the report to stdout and errors to stderr.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("wscheck: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let stdout = std::io::stdout();
+    let style = report::table::Style {
+        colour: stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        verbose: cli.check.verbose,
+    };
+    let outcome = match cli.command {
+        Some(Command::Demo(args)) => runtime.block_on(demo::run(args.format, &style)),
+        None => match plan::plan(&cli.check) {
+            Ok(plan) => runtime
+                .block_on(check(&plan))
+                .map(|report| (report, plan.format)),
+            Err(error) => Err(error.to_string()),
+        },
+    };
+    let (report, format) = match outcome {
+        Ok(done) => done,
+        Err(message) => {
+            eprintln!("wscheck: {message}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let mut out = stdout.lock();
+    match report::render(&report, format, &style, &mut out).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        // A closed pipe (`wscheck ... | head`) is the reader's choice, not our failure.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(error) => {
+            eprintln!("wscheck: cannot write the report: {error}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    }
+    ExitCode::from(exit_code(&report))
+}
+
+/// The exit code a report stands for.
+pub fn exit_code(report: &Report) -> u8 {
+    if report.verdict.ok {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Runs a plan: every probe at once, then (for the bundled server) what reached the app.
+/// Errors are setup problems (an unreadable `--cacert`), never probe failures.
+pub async fn check(plan: &Plan) -> Result<Report, String> {
+    let tls = TlsSetup::new(plan.cacert.as_deref(), plan.insecure)?;
+    check_with(plan, &tls).await
+}
+
+/// `check` with trust settings made by the caller (the demo trusts its own CA).
+pub async fn check_with(plan: &Plan, tls: &TlsSetup) -> Result<Report, String> {
+    let spinner = spinner(plan.candidates.len());
+    let results = probe::probe_all(plan, tls).await;
+    if let Some(spinner) = &spinner {
+        spinner.set_message("reading what reached the app…");
+    }
+    let app = app_view(plan, tls, &results).await;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    Ok(Report::build(plan, results, app, now_utc()))
+}
+
+/// Reads `/.wscheck/ws` over the best working URL when the bundled server answered there.
+async fn app_view(plan: &Plan, tls: &TlsSetup, results: &[probe::ProbeResult]) -> Option<AppView> {
+    let best = results
+        .iter()
+        .filter(|r| r.ok && r.peer == probe::echo::PeerKind::WscheckServer)
+        .min_by_key(|r| {
+            (
+                !r.candidate.scheme.is_tls(),
+                r.candidate.explicit_port.is_some(),
+            )
+        })?;
+    let info = probe::fetch_info(plan, tls, &best.candidate).await?;
+    Some(AppView::new(best.candidate.url.clone(), info))
+}
+
+/// A spinner on stderr, only when stderr is a terminal.
+fn spinner(count: usize) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(format!(
+        "probing {count} URL{}…",
+        if count == 1 { "" } else { "s" }
+    ));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    Some(spinner)
+}
+
+/// Now, UTC, RFC 3339 to the second.
+pub fn now_utc() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    now.format(&format).unwrap_or_default()
+}

@@ -1,0 +1,131 @@
+//! Command-line flags (clap structs only); `plan` turns them into a validated plan.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+EXIT CODES:
+  0  the recommended URL works end to end (WebSocket opened; echo verified or not expected)
+  1  it does not: no URL of the matrix works
+  2  usage error (bad TARGET or flag) or internal error
+
+EXAMPLES:
+  wscheck myapp.cfapps.eu10.hana.ondemand.com
+  wscheck wss://myapp.example.com/socket --only
+  wscheck myapp.example.com --format markdown > ticket.md
+  wscheck myapp.example.com --connect-to ::127.0.0.1:8443 --cacert ca.pem
+  wscheck demo";
+
+/// Find out why a WebSocket route (on Cloud Foundry above all) does not connect.
+///
+/// Tries ws:// and wss:// with and without explicit ports at once, stage by stage (DNS, TCP,
+/// TLS, HTTP upgrade, echo), and reports which URLs work, which fail, where and why.
+#[derive(Debug, Parser)]
+#[command(name = "wscheck", version, about, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub check: CheckArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the bundled echo server behind a local TLS-terminating router on loopback,
+    /// probe it as a route, and print the report: what `wscheck <route>` shows on CF.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    /// A table, explanations and a verdict, for people.
+    Table,
+    /// One JSON document (a stable contract, see schema_version).
+    Json,
+    /// A Markdown block to paste into a support ticket, secrets redacted.
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum SchemeArg {
+    Ws,
+    Wss,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct CheckArgs {
+    /// Route or URL: myapp.example.com, myapp.example.com/socket, or ws://, wss://, http://,
+    /// https:// URLs (IPv6 literals and international names work).
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+
+    /// Extra request header, curl style (repeatable): -H 'Authorization: Bearer x'.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Origin header to send (default: https://<host>; the SAP approuter checks it).
+    #[arg(long, value_name = "ORIGIN", conflicts_with = "no_origin")]
+    pub origin: Option<String>,
+    /// Send no Origin header.
+    #[arg(long)]
+    pub no_origin: bool,
+    /// Path (and query) to request, replacing the one in TARGET.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Offer this subprotocol (repeatable); the report shows what the server picked.
+    #[arg(long = "subprotocol", value_name = "NAME")]
+    pub subprotocols: Vec<String>,
+
+    /// Do not verify TLS certificates (the report still says what was wrong with them).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+    /// Trust the CA certificates in this PEM file instead of the built-in Mozilla roots.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Connect to HOST2:PORT2 instead of HOST1:PORT1 (curl semantics; Host and SNI stay the
+    /// route's). Empty parts match any host/port or keep the original. Repeatable.
+    #[arg(long = "connect-to", value_name = "HOST1:PORT1:HOST2:PORT2")]
+    pub connect_to: Vec<String>,
+    /// Use ADDR for HOST:PORT instead of DNS (curl semantics). Repeatable.
+    #[arg(long = "resolve", value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+
+    /// Explicit ports to try, comma-separated; `default` stands for the URL without a port.
+    /// Replaces the default matrix (default,443|80,8080,4443).
+    #[arg(long, value_delimiter = ',', value_name = "PORTS")]
+    pub ports: Vec<String>,
+    /// Schemes to try, comma-separated.
+    #[arg(long, value_delimiter = ',', value_enum, value_name = "SCHEMES")]
+    pub schemes: Vec<SchemeArg>,
+    /// Probe only TARGET as given (or wss://<route> for a bare route), no neighbours.
+    #[arg(long)]
+    pub only: bool,
+
+    /// Time limit of one probe, all stages together.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Time limit of each of DNS, TCP connect and TLS handshake.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub connect_timeout: std::time::Duration,
+    /// Text to send for the echo check (default: a random nonce).
+    #[arg(long, value_name = "TEXT")]
+    pub message: Option<String>,
+    /// Send Authorization, Cookie and user:pass@ also over plaintext ws:// (never by default).
+    #[arg(long)]
+    pub allow_plaintext_credentials: bool,
+
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
+    pub format: Format,
+    /// Print each handshake request and response (secrets redacted).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}

@@ -1,0 +1,106 @@
+//! `--format markdown`: a block to paste into a support ticket (version, UTC time, target,
+//! table, explanations); everything already redacted by `Report::build`.
+
+use std::io::Write;
+
+use super::{Report, format_ms};
+
+/// Escapes what would break a Markdown table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "### WebSocket check: `{}`\n", report.target.input)?;
+    writeln!(out, "- **Tool:** wscheck {}", report.tool.version)?;
+    writeln!(out, "- **Time (UTC):** {}", report.generated_at)?;
+    writeln!(
+        out,
+        "- **Target:** `{}` (host `{}`, path `{}`)",
+        report.target.input, report.target.host, report.target.path
+    )?;
+    writeln!(
+        out,
+        "- **Verdict:** {} {}\n",
+        if report.verdict.ok { "✅" } else { "❌" },
+        cell(&report.verdict.summary)
+    )?;
+    writeln!(out, "| URL | Result | Stage | HTTP | Time | Code |")?;
+    writeln!(out, "|---|---|---|---|---|---|")?;
+    for probe in &report.probes {
+        writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | `{}` |",
+            cell(&probe.url),
+            probe.result_word(),
+            probe.stage.as_str(),
+            probe
+                .http_status
+                .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+            format_ms(probe.timings_ms.total),
+            probe.diagnosis.code.as_str()
+        )?;
+    }
+    let failures = report.failures();
+    if !failures.is_empty() {
+        writeln!(out, "\n#### Why\n")?;
+        for (code, probes) in &failures {
+            let first = probes[0];
+            let urls: Vec<String> = probes.iter().map(|p| format!("`{}`", p.url)).collect();
+            writeln!(out, "- **`{}`** — {}", code.as_str(), code.summary())?;
+            writeln!(out, "  - seen at: {}", urls.join(", "))?;
+            writeln!(
+                out,
+                "  - answered by: {}",
+                first.diagnosis.answered_by.describe()
+            )?;
+            if !first.diagnosis.detail.is_empty() {
+                writeln!(out, "  - detail: {}", cell(&first.diagnosis.detail))?;
+            }
+            writeln!(out, "  - fix: {}", code.fix())?;
+        }
+    }
+    if let Some(app) = &report.app {
+        writeln!(out, "\n#### What reached the app (via `{}`)\n", app.via_url)?;
+        writeln!(
+            out,
+            "- app `{}`, instance `{}`, `$PORT` `{}`, connection from `{}`",
+            app.application_name.as_deref().unwrap_or("-"),
+            app.instance_index.as_deref().unwrap_or("-"),
+            app.port.as_deref().unwrap_or("-"),
+            app.peer
+        )?;
+        for header in &app.forwarded_headers {
+            writeln!(out, "- `{}: {}`", header.name, header.value)?;
+        }
+        for who in &app.added_by {
+            writeln!(out, "- added by: {who}")?;
+        }
+    }
+    for note in &report.notes {
+        writeln!(out, "\n> {note}")?;
+    }
+    let with_requests: Vec<_> = report
+        .probes
+        .iter()
+        .filter(|p| !p.request.is_empty())
+        .collect();
+    if !with_requests.is_empty() {
+        writeln!(out, "\n<details><summary>Handshakes</summary>\n")?;
+        for probe in with_requests {
+            writeln!(out, "`{}`\n\n```http", probe.url)?;
+            for line in &probe.request {
+                writeln!(out, "{line}")?;
+            }
+            if let Some(response) = &probe.response {
+                writeln!(out, "\nHTTP/1.1 {} {}", response.status, response.reason)?;
+                for (name, value) in &response.headers {
+                    writeln!(out, "{name}: {value}")?;
+                }
+            }
+            writeln!(out, "```\n")?;
+        }
+        writeln!(out, "</details>")?;
+    }
+    Ok(())
+}
