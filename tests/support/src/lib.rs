@@ -1,6 +1,7 @@
 //! Test harness shared by the suites: paths, real peers started as child processes (Node
 //! `ws`, the article's scripts), WebSocket helpers, and rcgen certificates made at test time.
 
+pub mod fixtures;
 pub mod pki;
 
 use std::io::{BufRead, BufReader};
