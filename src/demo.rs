@@ -163,6 +163,8 @@ async fn router(
             },
         };
         let tls = tls.clone();
+        // Small frames both ways: Nagle plus delayed ACKs would add 40 ms per exchange.
+        let _ = tcp.set_nodelay(true);
         tokio::spawn(async move {
             match tls {
                 Some(acceptor) => {
@@ -231,7 +233,10 @@ async fn route_one<S: AsyncRead + AsyncWrite + Unpin>(
         return router_error(&mut client, 404, "Not Found", "unknown_route", &body).await;
     }
     let mut upstream = match TcpStream::connect(app).await {
-        Ok(upstream) => upstream,
+        Ok(upstream) => {
+            let _ = upstream.set_nodelay(true);
+            upstream
+        }
         Err(error) => {
             let code = format!("endpoint_failure (dial tcp {app}: {error})");
             return router_error(

@@ -397,12 +397,17 @@ fn answered_by(result: &ProbeResult) -> AnsweredBy {
     }
 }
 
+/// The approuter's own refusals (its `lib/websockets/WsProxy.js` messages).
 fn looks_like_approuter(result: &ProbeResult) -> bool {
     result.response.as_ref().is_some_and(|r| {
-        contains_ci(&r.body, "websockets are disabled")
-            || r.headers.iter().any(|(n, v)| {
-                n.eq_ignore_ascii_case("set-cookie") && v.contains("JSESSIONID") && r.status == 401
-            })
+        [
+            "websockets are disabled",
+            "missing origin header",
+            "not able to match the web socket request",
+        ]
+        .iter()
+        .any(|m| contains_ci(&r.body, m))
+            || (contains_ci(&r.body, "origin '") && contains_ci(&r.body, "is not allowed"))
     })
 }
 

@@ -4,4 +4,6 @@
 mod cli;
 mod diagnoses;
 mod output;
+mod readme;
+mod standin;
 mod support;

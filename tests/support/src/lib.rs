@@ -3,6 +3,7 @@
 
 pub mod fixtures;
 pub mod pki;
+pub mod standin;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
