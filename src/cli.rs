@@ -61,7 +61,7 @@ pub enum SchemeArg {
     Wss,
 }
 
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct CheckArgs {
     /// Route or URL: myapp.example.com, myapp.example.com/socket, or ws://, wss://, http://,
     /// https:// URLs (IPv6 literals and international names work).
@@ -128,4 +128,45 @@ pub struct CheckArgs {
     /// Print each handshake request and response (secrets redacted).
     #[arg(short = 'v', long)]
     pub verbose: bool,
+
+    /// Deep check: keep the best working connection idle this long and report when and how
+    /// it was cut (e.g. 90s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Deep checks")]
+    pub hold: Option<std::time::Duration>,
+    /// With --hold: send a ping this often, to show that pings keep the connection alive.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "hold", help_heading = "Deep checks")]
+    pub ping_interval: Option<std::time::Duration>,
+    /// Deep check: echo messages of these sizes, text and binary (e.g. 1KiB,64KiB,1MiB,16MiB).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "SIZES",
+        help_heading = "Deep checks"
+    )]
+    pub sizes: Vec<bytesize::ByteSize>,
+    /// Deep check: this many round trips over one connection; min / median / p99 / max.
+    #[arg(long, value_name = "N", help_heading = "Deep checks")]
+    pub count: Option<u32>,
+    /// Deep check: open this many connections and report which app instances answered.
+    #[arg(long, value_name = "N", help_heading = "Deep checks")]
+    pub connections: Option<u32>,
+    /// Target one app instance with `X-Cf-App-Instance: APP_GUID:INDEX` (`cf app APP --guid`).
+    #[arg(long, value_name = "APP_GUID:INDEX")]
+    pub instance: Option<String>,
+
+    /// Tunnel through this HTTP proxy with CONNECT: http://[user:pass@]host:port. Overrides
+    /// wss_proxy, https_proxy, HTTPS_PROXY, ws_proxy, http_proxy from the environment.
+    #[arg(short = 'x', long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Hosts that bypass the proxy, comma-separated (overrides no_proxy / NO_PROXY).
+    #[arg(long, value_name = "HOSTS")]
+    pub noproxy: Option<String>,
+    /// Proxy settings read from the environment by the binary (never by tests in-process).
+    #[arg(skip)]
+    pub env_proxy: crate::plan::EnvProxy,
+
+    /// Probe every route of this file (one a line; blank lines and # comments ignored), a
+    /// few at a time; one summary table, then the details of the failing routes.
+    #[arg(long, value_name = "FILE", conflicts_with = "target")]
+    pub routes_file: Option<PathBuf>,
 }

@@ -44,6 +44,11 @@ pub enum Code {
     EchoTimeout,
     EchoMismatch,
     ClosedDuringEcho,
+    ProxyAuthRequired,
+    ProxyRefused,
+    ProxyTlsIntercepted,
+    IdleTimeout,
+    MessageTooLarge,
 }
 
 /// Who produced the answer the diagnosis rests on.
@@ -64,6 +69,8 @@ pub enum AnsweredBy {
     AppOrProxy,
     /// A TLS endpoint (load balancer or router) whose certificate or handshake failed.
     TlsEndpoint,
+    /// The HTTP proxy tunnelled through.
+    Proxy,
 }
 
 impl AnsweredBy {
@@ -76,6 +83,7 @@ impl AnsweredBy {
             AnsweredBy::Approuter => "the SAP Application Router",
             AnsweredBy::AppOrProxy => "the app or a proxy in front of it",
             AnsweredBy::TlsEndpoint => "the TLS endpoint (load balancer or router)",
+            AnsweredBy::Proxy => "the HTTP proxy",
         }
     }
 }
@@ -93,7 +101,7 @@ pub struct Diagnosis {
 }
 
 impl Code {
-    pub const ALL: [Code; 33] = [
+    pub const ALL: [Code; 38] = [
         Code::Ok,
         Code::OkUnverifiedEcho,
         Code::DnsFailure,
@@ -127,6 +135,11 @@ impl Code {
         Code::EchoTimeout,
         Code::EchoMismatch,
         Code::ClosedDuringEcho,
+        Code::ProxyAuthRequired,
+        Code::ProxyRefused,
+        Code::ProxyTlsIntercepted,
+        Code::IdleTimeout,
+        Code::MessageTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -164,6 +177,11 @@ impl Code {
             Code::EchoTimeout => "echo_timeout",
             Code::EchoMismatch => "echo_mismatch",
             Code::ClosedDuringEcho => "closed_during_echo",
+            Code::ProxyAuthRequired => "proxy_auth_required",
+            Code::ProxyRefused => "proxy_refused",
+            Code::ProxyTlsIntercepted => "proxy_tls_intercepted",
+            Code::IdleTimeout => "idle_timeout",
+            Code::MessageTooLarge => "message_too_large",
         }
     }
 
@@ -248,6 +266,21 @@ impl Code {
             }
             Code::ClosedDuringEcho => {
                 "The WebSocket opened, then was closed before the echo came back."
+            }
+            Code::ProxyAuthRequired => {
+                "The HTTP proxy wants credentials before it opens a tunnel (407)."
+            }
+            Code::ProxyRefused => {
+                "The HTTP proxy could not be reached or refused to open a tunnel to the route."
+            }
+            Code::ProxyTlsIntercepted => {
+                "Through the proxy, the route shows a certificate from an unexpected issuer: the proxy intercepts TLS."
+            }
+            Code::IdleTimeout => {
+                "An idle WebSocket was cut by something on the way (a load balancer, proxy or router idle timeout)."
+            }
+            Code::MessageTooLarge => {
+                "Messages above a size limit do not come back: the connection is closed or reset instead."
             }
         }
     }
@@ -350,6 +383,21 @@ impl Code {
             Code::ClosedDuringEcho => {
                 "See the close code: 1009 means the message was too big, 1008 a policy (approuter session end), 1011 a server error."
             }
+            Code::ProxyAuthRequired => {
+                "Give the proxy's credentials: -x http://user:pass@proxy:port (or in https_proxy); ask IT which account the proxy accepts."
+            }
+            Code::ProxyRefused => {
+                "Check the proxy address and port; many corporate proxies allow CONNECT only to port 443, so use wss:// without a port, or ask IT to allow the route."
+            }
+            Code::ProxyTlsIntercepted => {
+                "The proxy re-signs TLS with its own CA: trust that CA (--cacert), or ask IT to exempt the route from TLS inspection, which often breaks WebSockets."
+            }
+            Code::IdleTimeout => {
+                "Send a ping (or any message) more often than the cut-off, in the client or the app; the bundled server pings every 25 s for this reason."
+            }
+            Code::MessageTooLarge => {
+                "Keep messages below the largest size that passed, or raise the limit where it is set (the app's WebSocket library, a proxy's buffer, the approuter)."
+            }
         }
     }
 }
@@ -382,7 +430,12 @@ fn answered_by(result: &ProbeResult) -> AnsweredBy {
             _ => AnsweredBy::AppOrProxy,
         };
     };
-    if response.header("x-cf-routererror").is_some() {
+    if matches!(
+        result.failure.as_ref().map(|f| f.kind),
+        Some(FailureKind::ProxyAuthRequired | FailureKind::ProxyRefused)
+    ) {
+        AnsweredBy::Proxy
+    } else if response.header("x-cf-routererror").is_some() {
         AnsweredBy::Gorouter
     } else if response.header(wscheck_server::SERVER_HEADER).is_some()
         || result.peer == PeerKind::WscheckServer
@@ -486,6 +539,11 @@ pub fn diagnose(result: &ProbeResult) -> Diagnosis {
             FailureKind::ConnectRefused | FailureKind::ConnectFailed => Code::ConnectRefused,
             FailureKind::ConnectTimeout => Code::ConnectTimeout,
             FailureKind::TlsToPlainPeer => Code::TlsToPlainPort,
+            FailureKind::ProxyAuthRequired => Code::ProxyAuthRequired,
+            FailureKind::ProxyRefused => Code::ProxyRefused,
+            FailureKind::TlsCertUntrusted if result.route.proxy.is_some() => {
+                Code::ProxyTlsIntercepted
+            }
             FailureKind::TlsCertUntrusted | FailureKind::TlsCertInvalid => Code::TlsCertUntrusted,
             FailureKind::TlsCertNameMismatch => Code::TlsCertNameMismatch,
             FailureKind::TlsCertExpired => Code::TlsCertExpired,
@@ -536,9 +594,19 @@ fn detail(result: &ProbeResult, code: Code) -> String {
     if let Some(cert) = result.tls.as_ref().and_then(|t| t.certificate.as_ref())
         && matches!(
             code,
-            Code::TlsCertUntrusted | Code::TlsCertNameMismatch | Code::TlsCertExpired
+            Code::TlsCertUntrusted
+                | Code::TlsCertNameMismatch
+                | Code::TlsCertExpired
+                | Code::ProxyTlsIntercepted
         )
     {
+        if code == Code::ProxyTlsIntercepted {
+            parts.push(format!(
+                "through proxy {}, the route's certificate is issued by {}: the proxy re-signs TLS",
+                result.route.proxy.as_deref().unwrap_or("?"),
+                cert.issuer
+            ));
+        }
         parts.push(format!(
             "certificate for {} issued by {}",
             cert.sans.join(", "),

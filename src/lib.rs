@@ -5,11 +5,13 @@
 //! `probe` (staged network work), `diagnose` (outcome to code), `report` (rendering).
 
 pub mod cli;
+pub mod deep;
 pub mod demo;
 pub mod diagnose;
 pub mod plan;
 pub mod probe;
 pub mod report;
+pub mod routes;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -27,7 +29,8 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
 /// Runs a parsed command line, writing the report to stdout and errors to stderr.
-pub fn run(cli: Cli) -> ExitCode {
+pub fn run(mut cli: Cli) -> ExitCode {
+    cli.check.env_proxy = plan::EnvProxy::from_lookup(|name| std::env::var(name).ok());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -43,6 +46,9 @@ pub fn run(cli: Cli) -> ExitCode {
         colour: stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         verbose: cli.check.verbose,
     };
+    if cli.command.is_none() && cli.check.routes_file.is_some() {
+        return routes::run(&cli.check, &runtime, &style);
+    }
     let outcome = match cli.command {
         Some(Command::Demo(args)) => runtime.block_on(demo::run(args.format, &style)),
         None => match plan::plan(&cli.check) {
@@ -59,17 +65,28 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
+    write_out(
+        |out| report::render(&report, format, &style, out),
+        exit_code(&report),
+    )
+}
+
+/// Writes to stdout with `render`, then exits with `code` (2 when stdout fails, except a
+/// closed pipe: `wscheck ... | head` is the reader's choice, not our failure).
+pub(crate) fn write_out(
+    render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    code: u8,
+) -> ExitCode {
+    let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match report::render(&report, format, &style, &mut out).and_then(|()| out.flush()) {
-        Ok(()) => {}
-        // A closed pipe (`wscheck ... | head`) is the reader's choice, not our failure.
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+    match render(&mut out).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::from(code),
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(code),
         Err(error) => {
             eprintln!("wscheck: cannot write the report: {error}");
-            return ExitCode::from(EXIT_ERROR);
+            ExitCode::from(EXIT_ERROR)
         }
     }
-    ExitCode::from(exit_code(&report))
 }
 
 /// The exit code a report stands for.
@@ -96,23 +113,59 @@ pub async fn check_with(plan: &Plan, tls: &TlsSetup) -> Result<Report, String> {
         spinner.set_message("reading what reached the app…");
     }
     let app = app_view(plan, tls, &results).await;
+    let deep = match recommended(&results) {
+        Some(best) if plan.deep.any() => {
+            if let Some(spinner) = &spinner {
+                spinner.set_message(match plan.deep.hold {
+                    Some(hold) => format!(
+                        "deep checks (holding the connection idle for {})…",
+                        humantime::format_duration(hold)
+                    ),
+                    None => "deep checks…".to_owned(),
+                });
+            }
+            Some(deep::run(plan, tls, &best.candidate).await)
+        }
+        _ => None,
+    };
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
-    Ok(Report::build(plan, results, app, now_utc()))
+    Ok(Report::build(plan, results, app, deep, now_utc()))
 }
 
-/// Reads `/.wscheck/ws` over the best working URL when the bundled server answered there.
+/// The working result to recommend (and to run deep checks over).
+fn recommended(results: &[probe::ProbeResult]) -> Option<&probe::ProbeResult> {
+    results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.ok)
+        .min_by_key(|(i, r)| (r.candidate.preference(), *i))
+        .map(|(_, r)| r)
+}
+
+/// Reads `/.wscheck/ws` over the best working URL when the peer may be the bundled server
+/// (its mark on the 101, or the article's greeting when a proxy such as the approuter
+/// answered the upgrade itself).
 async fn app_view(plan: &Plan, tls: &TlsSetup, results: &[probe::ProbeResult]) -> Option<AppView> {
+    use probe::echo::PeerKind;
     let best = results
         .iter()
-        .filter(|r| r.ok && r.peer == probe::echo::PeerKind::WscheckServer)
-        .min_by_key(|r| {
-            (
-                !r.candidate.scheme.is_tls(),
-                r.candidate.explicit_port.is_some(),
+        .enumerate()
+        .filter(|(_, r)| {
+            r.ok && matches!(
+                r.peer,
+                PeerKind::WscheckServer | PeerKind::ArticleEchoServer
             )
-        })?;
+        })
+        .min_by_key(|(i, r)| {
+            (
+                r.peer != PeerKind::WscheckServer,
+                r.candidate.preference(),
+                *i,
+            )
+        })
+        .map(|(_, r)| r)?;
     let info = probe::fetch_info(plan, tls, &best.candidate).await?;
     Some(AppView::new(best.candidate.url.clone(), info))
 }

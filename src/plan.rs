@@ -100,6 +100,20 @@ impl Candidate {
     }
 }
 
+impl Candidate {
+    /// Rank among working URLs (lower is better): the canonical port-less wss:// first.
+    pub fn preference(&self) -> u8 {
+        match (self.scheme, self.explicit_port) {
+            (Scheme::Wss, None) => 0,
+            (Scheme::Wss, Some(443)) => 1,
+            (Scheme::Wss, _) => 2,
+            (Scheme::Ws, None) => 3,
+            (Scheme::Ws, Some(80)) => 4,
+            (Scheme::Ws, _) => 5,
+        }
+    }
+}
+
 /// `--connect-to HOST1:PORT1:HOST2:PORT2`; `None` parts match anything / keep the original.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectTo {
@@ -128,6 +142,72 @@ pub struct Route {
     pub redirected: bool,
 }
 
+/// Proxy settings from the environment (read by the binary, passed in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvProxy {
+    pub wss: Option<String>,
+    pub ws: Option<String>,
+    pub no_proxy: Option<String>,
+}
+
+impl EnvProxy {
+    /// wss: `wss_proxy`, `https_proxy`, `HTTPS_PROXY`; ws: `ws_proxy`, `http_proxy`,
+    /// `HTTP_PROXY`; bypass list: `no_proxy`, `NO_PROXY`. First non-empty wins.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let first = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| lookup(n).filter(|v| !v.trim().is_empty()))
+        };
+        Self {
+            wss: first(&["wss_proxy", "https_proxy", "HTTPS_PROXY"]),
+            ws: first(&["ws_proxy", "http_proxy", "HTTP_PROXY"]),
+            no_proxy: first(&["no_proxy", "NO_PROXY"]),
+        }
+    }
+}
+
+/// An HTTP proxy to tunnel through with CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxy {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, String)>,
+    /// Where it came from (`--proxy`, `https_proxy`, ...), for the report.
+    pub source: String,
+}
+
+impl Proxy {
+    /// `host:port`, for reports (never the credentials).
+    pub fn display(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Deep checks over the recommended URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deep {
+    pub hold: Option<Duration>,
+    pub ping_interval: Option<Duration>,
+    /// Message sizes in bytes, ascending, without duplicates.
+    pub sizes: Vec<usize>,
+    pub count: Option<u32>,
+    pub connections: Option<u32>,
+}
+
+impl Deep {
+    pub fn any(&self) -> bool {
+        self.hold.is_some()
+            || !self.sizes.is_empty()
+            || self.count.is_some()
+            || self.connections.is_some()
+    }
+}
+
 /// Everything a check needs, validated.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -147,6 +227,11 @@ pub struct Plan {
     pub allow_plaintext_credentials: bool,
     pub format: Format,
     pub verbose: bool,
+    pub deep: Deep,
+    pub proxy_wss: Option<Proxy>,
+    pub proxy_ws: Option<Proxy>,
+    /// Hosts that bypass the proxy (`*` for all; `.example.com` or `example.com` for a domain).
+    pub no_proxy: Vec<String>,
 }
 
 /// Headers that carry user credentials: held back over plaintext, redacted in reports.
@@ -191,6 +276,26 @@ impl Plan {
         route
     }
 
+    /// The proxy `candidate` tunnels through, if any. Loopback targets and `no_proxy`
+    /// matches go direct.
+    pub fn proxy_for(&self, candidate: &Candidate) -> Option<&Proxy> {
+        let proxy = match candidate.scheme {
+            Scheme::Wss => self.proxy_wss.as_ref(),
+            Scheme::Ws => self.proxy_ws.as_ref(),
+        }?;
+        let host = self.target.bare_host().to_ascii_lowercase();
+        let loopback =
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let bypassed = self.no_proxy.iter().any(|entry| {
+            let entry = entry
+                .trim_start_matches("*.")
+                .trim_start_matches('.')
+                .to_ascii_lowercase();
+            entry == "*" || host == entry || host.ends_with(&format!(".{entry}"))
+        });
+        (!loopback && !bypassed).then_some(proxy)
+    }
+
     /// Whether the user gave credentials (header or URL userinfo).
     pub fn has_credentials(&self) -> bool {
         self.target.userinfo.is_some()
@@ -229,6 +334,18 @@ pub enum PlanError {
     InvalidSubprotocol(String),
     #[error("--message must not be empty")]
     EmptyMessage,
+    #[error("invalid proxy {value:?} (from {source_name}): {reason}")]
+    InvalidProxy {
+        value: String,
+        source_name: String,
+        reason: String,
+    },
+    #[error(
+        "invalid --instance {0:?}: expected APP_GUID:INDEX, e.g. 2d8b1ba5-4b6e-4b6e-9f1c-0a1b2c3d4e5f:1"
+    )]
+    InvalidInstance(String),
+    #[error("invalid --{flag}: {reason}")]
+    InvalidDeep { flag: &'static str, reason: String },
 }
 
 /// The default matrix: what the article and CF users try.
@@ -336,6 +453,48 @@ pub fn plan(args: &CheckArgs) -> Result<Plan, PlanError> {
     if args.message.as_deref() == Some("") {
         return Err(PlanError::EmptyMessage);
     }
+    let mut headers = headers;
+    if let Some(instance) = &args.instance {
+        let valid = instance.split_once(':').is_some_and(|(guid, index)| {
+            !guid.is_empty()
+                && guid.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+                && index.parse::<u32>().is_ok()
+        });
+        if !valid {
+            return Err(PlanError::InvalidInstance(instance.clone()));
+        }
+        headers.push(("X-Cf-App-Instance".to_owned(), instance.clone()));
+    }
+    let deep = deep_plan(args)?;
+    let (proxy_wss, proxy_ws) = match &args.proxy {
+        Some(url) => {
+            let proxy = parse_proxy(url, "--proxy")?;
+            (Some(proxy.clone()), Some(proxy))
+        }
+        None => (
+            args.env_proxy
+                .wss
+                .as_deref()
+                .map(|u| parse_proxy(u, "the environment (wss_proxy / https_proxy)"))
+                .transpose()?,
+            args.env_proxy
+                .ws
+                .as_deref()
+                .map(|u| parse_proxy(u, "the environment (ws_proxy / http_proxy)"))
+                .transpose()?,
+        ),
+    };
+    let no_proxy = args
+        .noproxy
+        .as_deref()
+        .or(args.env_proxy.no_proxy.as_deref())
+        .map(|list| {
+            list.split(',')
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
 
     Ok(Plan {
         target,
@@ -361,7 +520,105 @@ pub fn plan(args: &CheckArgs) -> Result<Plan, PlanError> {
         allow_plaintext_credentials: args.allow_plaintext_credentials,
         format: args.format,
         verbose: args.verbose,
+        deep,
+        proxy_wss,
+        proxy_ws,
+        no_proxy,
     })
+}
+
+fn deep_plan(args: &CheckArgs) -> Result<Deep, PlanError> {
+    let mut sizes = Vec::new();
+    for size in &args.sizes {
+        let bytes = usize::try_from(size.as_u64())
+            .ok()
+            .filter(|b| (1..=(256 << 20)).contains(b))
+            .ok_or_else(|| PlanError::InvalidDeep {
+                flag: "sizes",
+                reason: format!("{size} is outside 1 B..256 MiB"),
+            })?;
+        if !sizes.contains(&bytes) {
+            sizes.push(bytes);
+        }
+    }
+    sizes.sort_unstable();
+    if args.hold.is_some_and(|h| h.is_zero()) {
+        return Err(PlanError::ZeroDuration { flag: "hold" });
+    }
+    if args.ping_interval.is_some_and(|p| p.is_zero()) {
+        return Err(PlanError::ZeroDuration {
+            flag: "ping-interval",
+        });
+    }
+    if let Some(count) = args.count
+        && !(1..=100_000).contains(&count)
+    {
+        return Err(PlanError::InvalidDeep {
+            flag: "count",
+            reason: format!("{count} is outside 1..100000"),
+        });
+    }
+    if let Some(connections) = args.connections
+        && !(1..=10_000).contains(&connections)
+    {
+        return Err(PlanError::InvalidDeep {
+            flag: "connections",
+            reason: format!("{connections} is outside 1..10000"),
+        });
+    }
+    Ok(Deep {
+        hold: args.hold,
+        ping_interval: args.ping_interval,
+        sizes,
+        count: args.count,
+        connections: args.connections,
+    })
+}
+
+/// Parses `http://[user:pass@]host[:port]` (port 1080 when absent, as curl does).
+fn parse_proxy(raw: &str, source: &str) -> Result<Proxy, PlanError> {
+    let bad = |reason: &str| PlanError::InvalidProxy {
+        value: redact_userinfo(raw),
+        source_name: source.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let with_scheme = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("http://{raw}")
+    };
+    let url = url::Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
+    if url.scheme() != "http" {
+        return Err(bad(
+            "only http:// proxies are supported (CONNECT over plain HTTP)",
+        ));
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d.to_owned(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => return Err(bad("no host")),
+    };
+    let credentials = (!url.username().is_empty()).then(|| {
+        (
+            percent_decode(url.username()),
+            percent_decode(url.password().unwrap_or_default()),
+        )
+    });
+    Ok(Proxy {
+        host,
+        port: url.port().unwrap_or(1080),
+        credentials,
+        source: source.to_owned(),
+    })
+}
+
+fn redact_userinfo(raw: &str) -> String {
+    match (raw.find("://"), raw.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}[redacted]@{}", &raw[..s + 3], &raw[at + 1..]),
+        (None, Some(at)) => format!("[redacted]@{}", &raw[at + 1..]),
+        _ => raw.to_owned(),
+    }
 }
 
 fn invalid(input: &str, reason: impl Into<String>) -> PlanError {
@@ -780,6 +1037,80 @@ mod tests {
             plan(&a).unwrap_err(),
             PlanError::InvalidResolve(_)
         ));
+    }
+
+    #[test]
+    fn proxies_come_from_the_flag_or_the_environment_and_skip_loopback_and_no_proxy() {
+        let env = EnvProxy::from_lookup(|name| match name {
+            "HTTPS_PROXY" => Some("http://proxy.corp.example:3128".into()),
+            "http_proxy" => Some("proxy.corp.example:8080".into()),
+            "NO_PROXY" => Some("internal.example,.svc".into()),
+            _ => None,
+        });
+        let mut a = args("app.example.com");
+        a.env_proxy = env.clone();
+        let p = plan(&a).unwrap();
+        assert_eq!(
+            p.proxy_for(&p.candidates[0]).map(Proxy::display).as_deref(),
+            Some("proxy.corp.example:3128")
+        );
+        assert_eq!(
+            p.proxy_for(&p.candidates[2]).map(Proxy::display).as_deref(),
+            Some("proxy.corp.example:8080")
+        );
+
+        for direct in ["api.internal.example", "x.svc", "localhost", "127.0.0.1"] {
+            let mut a = args(direct);
+            a.env_proxy = env.clone();
+            let p = plan(&a).unwrap();
+            assert!(p.proxy_for(&p.candidates[0]).is_none(), "{direct}");
+        }
+
+        let mut a = args("app.example.com");
+        a.env_proxy = env;
+        a.proxy = Some("http://u:p%40ss@10.1.2.3".into());
+        let p = plan(&a).unwrap();
+        let proxy = p.proxy_for(&p.candidates[0]).unwrap();
+        assert_eq!(
+            (proxy.port, proxy.credentials.clone()),
+            (1080, Some(("u".into(), "p@ss".into())))
+        );
+
+        let mut a = args("app.example.com");
+        a.proxy = Some("https://u:secret@proxy:443".into());
+        let error = plan(&a).unwrap_err().to_string();
+        assert!(
+            error.contains("only http://") && !error.contains("secret"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn deep_checks_and_instance_targeting_are_validated() {
+        let mut a = args("app.example.com");
+        a.sizes = vec![
+            "64KiB".parse().unwrap(),
+            "1KiB".parse().unwrap(),
+            "1KiB".parse().unwrap(),
+        ];
+        a.instance = Some("2d8b1ba5-4b6e:1".into());
+        let p = plan(&a).unwrap();
+        assert_eq!(p.deep.sizes, [1024, 65536]);
+        assert!(
+            p.headers
+                .contains(&("X-Cf-App-Instance".into(), "2d8b1ba5-4b6e:1".into()))
+        );
+        a.instance = Some("guid-without-index".into());
+        assert!(matches!(
+            plan(&a).unwrap_err(),
+            PlanError::InvalidInstance(_)
+        ));
+        let mut a = args("app.example.com");
+        a.count = Some(0);
+        assert!(plan(&a).unwrap_err().to_string().contains("--count"));
+        let mut a = args("app.example.com");
+        a.hold = Some(Duration::ZERO);
+        assert!(plan(&a).unwrap_err().to_string().contains("--hold"));
     }
 
     #[test]

@@ -20,7 +20,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After an error response, how long and how much of the rest of the request we discard so
 /// that closing does not reset the connection before the client has read the answer.
 const LINGER_TIME: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 256 * 1024;
+/// Enough to swallow the rest of an oversize message (so its sender sees our 1009 close
+/// frame, not a reset); the time limit bounds it anyway.
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// A parsed request head.
 pub(crate) struct RequestHead {

@@ -72,9 +72,12 @@ pub(crate) async fn run(
     let mut stats = (0u64, 0u64); // messages in, messages out
     let end = echo(&mut ws, info, shared, &mut stats).await;
     if let End::ClosedByServer(..) = end {
+        // Swallow what the peer still sends (the rest of an oversize message) before our
+        // FIN: a proxy in between tears both sides down on it, and the reset would destroy
+        // the close frame the peer has not read yet.
         let tcp = ws.get_mut();
-        let _ = tcp.shutdown().await;
         crate::http::linger(tcp).await;
+        let _ = tcp.shutdown().await;
     }
     tracing::info!(%peer, path = %head.target, duration_ms = opened.elapsed().as_millis() as u64, messages_in = stats.0, messages_out = stats.1, "websocket close: {end}");
 }

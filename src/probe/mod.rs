@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod echo;
+pub mod proxy;
 pub mod tcp;
 pub mod tls;
 pub mod upgrade;
@@ -34,6 +35,8 @@ use wire::{Recorded, WireLog, looks_like_tls};
 pub enum Stage {
     Dns,
     Connect,
+    /// The CONNECT tunnel through a proxy.
+    Proxy,
     Tls,
     Upgrade,
     Echo,
@@ -46,6 +49,7 @@ impl Stage {
         match self {
             Stage::Dns => "dns",
             Stage::Connect => "connect",
+            Stage::Proxy => "proxy",
             Stage::Tls => "tls",
             Stage::Upgrade => "upgrade",
             Stage::Echo => "echo",
@@ -63,6 +67,10 @@ pub enum FailureKind {
     ConnectRefused,
     ConnectTimeout,
     ConnectFailed,
+    /// The proxy could not be reached, broke off, or refused the tunnel (see the response).
+    ProxyRefused,
+    /// The proxy answered 407.
+    ProxyAuthRequired,
     /// A plain-HTTP peer answered the TLS ClientHello.
     TlsToPlainPeer,
     TlsCertUntrusted,
@@ -101,6 +109,7 @@ pub struct Failure {
 pub struct Timings {
     pub dns: Option<f64>,
     pub connect: Option<f64>,
+    pub proxy: Option<f64>,
     pub tls: Option<f64>,
     pub upgrade: Option<f64>,
     pub echo: Option<f64>,
@@ -117,6 +126,8 @@ pub struct RouteInfo {
     /// Every address DNS (or `--resolve`) gave.
     pub addresses: Vec<IpAddr>,
     pub connected_to: Option<SocketAddr>,
+    /// The proxy tunnelled through (`host:port`), if any.
+    pub proxy: Option<String>,
 }
 
 /// Everything one probe saw.
@@ -141,7 +152,7 @@ pub struct ProbeResult {
 }
 
 impl ProbeResult {
-    fn new(candidate: &Candidate) -> Self {
+    pub(crate) fn new(candidate: &Candidate) -> Self {
         Self {
             candidate: candidate.clone(),
             ok: false,
@@ -185,10 +196,13 @@ fn budget(stage: Duration, deadline: Instant) -> Duration {
 }
 
 fn client_config() -> WebSocketConfig {
-    // Small buffers: a probe reads a handful of short messages.
+    // Small buffers: a probe reads a handful of short messages. No frame limit and a
+    // generous message limit: `--sizes` must see what the server sends back, not our cap.
     WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
+        .max_frame_size(None)
+        .max_message_size(Some(512 << 20))
 }
 
 /// Splits the raw request head into lines for the report.
@@ -204,7 +218,7 @@ pub type Ws<'a> = WebSocketStream<&'a mut Conn>;
 /// Runs stages 1 to 4 for `candidate` at `path`, then `then` on the open WebSocket (the
 /// socket stays borrowed so that a refusal's body can still be read from it). On failure
 /// `result` says where and why, and `None` is returned.
-async fn open<R>(
+pub(crate) async fn open<R>(
     plan: &Plan,
     tls_setup: &TlsSetup,
     candidate: &Candidate,
@@ -218,33 +232,62 @@ async fn open<R>(
     result.route.port = route.port;
     result.route.redirected = route.redirected;
 
+    let proxy = plan.proxy_for(candidate);
+    result.route.proxy = proxy.map(|p| p.display());
+    // Through a proxy, DNS and TCP are about the proxy; the proxy resolves the route.
+    let dial = match proxy {
+        Some(p) => crate::plan::Route {
+            host: p.host.clone(),
+            port: p.port,
+            pinned: p.host.parse().ok().map(|ip| vec![ip]),
+            redirected: false,
+        },
+        None => route.clone(),
+    };
+
     result.stage = Stage::Dns;
     let started = Instant::now();
-    let addrs =
-        match tokio::time::timeout(budget(plan.connect_timeout, deadline), dns::lookup(&route))
-            .await
-        {
-            Ok(Ok(addrs)) => addrs,
-            Ok(Err(message)) => {
-                result.fail(FailureKind::DnsFailed, message);
-                return None;
-            }
-            Err(_) => {
-                result.fail(
-                    FailureKind::DnsTimeout,
-                    format!("no DNS answer for {} in time", route.host),
-                );
-                return None;
-            }
-        };
+    let addrs = match tokio::time::timeout(
+        budget(plan.connect_timeout, deadline),
+        dns::lookup(&dial),
+    )
+    .await
+    {
+        Ok(Ok(addrs)) => addrs,
+        Ok(Err(message)) if proxy.is_some() => {
+            result.fail(
+                FailureKind::ProxyRefused,
+                format!("cannot resolve the proxy {}: {message}", dial.host),
+            );
+            return None;
+        }
+        Ok(Err(message)) => {
+            result.fail(FailureKind::DnsFailed, message);
+            return None;
+        }
+        Err(_) => {
+            result.fail(
+                FailureKind::DnsTimeout,
+                format!("no DNS answer for {} in time", dial.host),
+            );
+            return None;
+        }
+    };
     result.timings.dns = ms(started);
     result.route.addresses = addrs.clone();
 
     result.stage = Stage::Connect;
     let started = Instant::now();
-    let (tcp, peer) =
-        match tcp::connect(&addrs, route.port, budget(plan.connect_timeout, deadline)).await {
+    let (mut tcp, peer) =
+        match tcp::connect(&addrs, dial.port, budget(plan.connect_timeout, deadline)).await {
             Ok(connected) => connected,
+            Err((_, message)) if proxy.is_some() => {
+                result.fail(
+                    FailureKind::ProxyRefused,
+                    format!("cannot reach the proxy: {message}"),
+                );
+                return None;
+            }
             Err((kind, message)) => {
                 let kind = match kind {
                     tcp::ConnectError::Refused => FailureKind::ConnectRefused,
@@ -257,6 +300,54 @@ async fn open<R>(
         };
     result.timings.connect = ms(started);
     result.route.connected_to = Some(peer);
+
+    if let Some(proxy) = proxy {
+        result.stage = Stage::Proxy;
+        let started = Instant::now();
+        match proxy::tunnel(
+            &mut tcp,
+            proxy,
+            &route.host,
+            route.port,
+            budget(plan.connect_timeout, deadline),
+        )
+        .await
+        {
+            Ok(()) => result.timings.proxy = ms(started),
+            Err(failure) => {
+                let (kind, message, response) = match failure {
+                    proxy::ProxyFailure::AuthRequired(r) => (
+                        FailureKind::ProxyAuthRequired,
+                        format!(
+                            "proxy {} answered {} {}",
+                            proxy.display(),
+                            r.status,
+                            r.reason
+                        ),
+                        Some(r),
+                    ),
+                    proxy::ProxyFailure::Refused(r) => (
+                        FailureKind::ProxyRefused,
+                        format!(
+                            "proxy {} answered {} {}",
+                            proxy.display(),
+                            r.status,
+                            r.reason
+                        ),
+                        Some(r),
+                    ),
+                    proxy::ProxyFailure::Broken(m) => (
+                        FailureKind::ProxyRefused,
+                        format!("proxy {}: {m}", proxy.display()),
+                        None,
+                    ),
+                };
+                result.response = response;
+                result.fail(kind, message);
+                return None;
+            }
+        }
+    }
     let (tcp, tcp_log) = Recorded::new(tcp);
 
     let stream = if candidate.scheme.is_tls() {
@@ -477,7 +568,7 @@ pub async fn probe(plan: &Plan, tls_setup: &TlsSetup, candidate: &Candidate) -> 
     result
 }
 
-fn new_nonce() -> String {
+pub(crate) fn new_nonce() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

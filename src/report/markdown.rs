@@ -77,6 +77,13 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
             writeln!(out, "- added by: {who}")?;
         }
     }
+    if let Some(deep) = &report.deep {
+        writeln!(out, "\n#### Deep checks (over `{}`)\n\n```text", deep.url)?;
+        let mut text = Vec::new();
+        super::table::render_deep_into(deep, &mut text)?;
+        out.write_all(&text)?;
+        writeln!(out, "```")?;
+    }
     for note in &report.notes {
         writeln!(out, "\n> {note}")?;
     }

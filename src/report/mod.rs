@@ -31,6 +31,8 @@ pub struct Report {
     pub probes: Vec<ProbeView>,
     /// What reached the app, when the peer is the bundled server.
     pub app: Option<AppView>,
+    /// Deep checks over the recommended URL (`--hold`, `--sizes`, `--count`, `--connections`).
+    pub deep: Option<crate::deep::DeepReport>,
     pub notes: Vec<String>,
 }
 
@@ -66,6 +68,8 @@ pub struct ProbeView {
     pub scheme: Scheme,
     pub explicit_port: Option<u16>,
     pub host_header: String,
+    #[serde(skip)]
+    pub preference: u8,
     pub ok: bool,
     pub stage: Stage,
     pub http_status: Option<u16>,
@@ -85,6 +89,7 @@ impl ProbeView {
     fn from_result(result: ProbeResult) -> Self {
         let diagnosis = diagnose(&result);
         Self {
+            preference: result.candidate.preference(),
             url: result.candidate.url,
             scheme: result.candidate.scheme,
             explicit_port: result.candidate.explicit_port,
@@ -195,24 +200,13 @@ impl AppView {
     }
 }
 
-/// Preference among working URLs: the canonical port-less wss:// first.
-fn preference(probe: &ProbeView) -> u8 {
-    match (probe.scheme, probe.explicit_port) {
-        (Scheme::Wss, None) => 0,
-        (Scheme::Wss, Some(443)) => 1,
-        (Scheme::Wss, _) => 2,
-        (Scheme::Ws, None) => 3,
-        (Scheme::Ws, Some(80)) => 4,
-        (Scheme::Ws, _) => 5,
-    }
-}
-
 impl Report {
     /// Assembles the report (diagnoses, verdict), redacted and ready to render.
     pub fn build(
         plan: &Plan,
         results: Vec<ProbeResult>,
         app: Option<AppView>,
+        deep: Option<crate::deep::DeepReport>,
         generated_at: String,
     ) -> Self {
         let probes: Vec<ProbeView> = results.into_iter().map(ProbeView::from_result).collect();
@@ -221,7 +215,7 @@ impl Report {
             .iter()
             .enumerate()
             .filter(|(_, p)| p.diagnosis.code.is_ok())
-            .min_by_key(|(i, p)| (preference(p), *i))
+            .min_by_key(|(i, p)| (p.preference, *i))
             .map(|(_, p)| p);
         let canonical = probes
             .iter()
@@ -265,6 +259,9 @@ impl Report {
                     .to_owned(),
             );
         }
+        if plan.deep.any() && recommended.is_none() {
+            notes.push("Deep checks were skipped: no URL works.".to_owned());
+        }
         if plan.insecure {
             notes.push(
                 "TLS certificates were not verified (-k); see each probe's tls.verification_error."
@@ -292,6 +289,7 @@ impl Report {
             },
             probes,
             app,
+            deep,
             notes,
         };
         redact::report(&mut report);

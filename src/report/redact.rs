@@ -103,6 +103,9 @@ pub fn report(report: &mut Report) {
         }
         probe.diagnosis.detail = text_with_query(&probe.diagnosis.detail);
     }
+    if let Some(deep) = &mut report.deep {
+        deep.url = text_with_query(&deep.url);
+    }
     if let Some(app) = &mut report.app {
         app.via_url = text_with_query(&app.via_url);
         for header in app

@@ -101,6 +101,10 @@ pub fn render(report: &Report, style: &Style, out: &mut dyn Write) -> std::io::R
         }
     }
 
+    if let Some(deep) = &report.deep {
+        render_deep(deep, out)?;
+    }
+
     for note in &report.notes {
         writeln!(out, "\nNote: {note}")?;
     }
@@ -134,4 +138,153 @@ pub fn render(report: &Report, style: &Style, out: &mut dyn Write) -> std::io::R
         if report.verdict.ok { "" } else { "FAIL — " },
         report.verdict.summary
     )
+}
+
+/// The deep-check section alone (the Markdown report embeds it as a text block).
+pub fn render_deep_into(
+    deep: &crate::deep::DeepReport,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    render_deep(deep, out)
+}
+
+fn render_deep(deep: &crate::deep::DeepReport, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "\nDeep checks over {}:", deep.url)?;
+    if let Some(hold) = &deep.hold {
+        let requested = hold.requested_ms / 1000.0;
+        match (&hold.error, &hold.cut) {
+            (Some(error), _) => writeln!(out, "  idle hold: {error}")?,
+            (None, Some(cut)) => writeln!(
+                out,
+                "  idle hold: cut after {:.1} s of {requested:.0} s ({}{}); server pings seen: {}; ping every {} s or more often",
+                cut.after_ms / 1000.0,
+                cut.how,
+                cut.close_code.map(|c| format!(" {c}")).unwrap_or_default(),
+                hold.server_pings,
+                hold.recommended_ping_interval_s.unwrap_or(1)
+            )?,
+            (None, None) => match hold.ping_interval_ms {
+                Some(every) => writeln!(
+                    out,
+                    "  idle hold: survived {requested:.0} s with a ping every {:.1} s ({} pings, {} pongs)",
+                    every / 1000.0,
+                    hold.pings_sent,
+                    hold.pongs_received
+                )?,
+                None => writeln!(
+                    out,
+                    "  idle hold: survived {requested:.0} s idle (server pings seen: {})",
+                    hold.server_pings
+                )?,
+            },
+        }
+    }
+    if let Some(sizes) = &deep.sizes {
+        let mut table = Table::new();
+        table
+            .load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_header(["Size", "Text", "Binary"]);
+        let mut seen = Vec::new();
+        for r in &sizes.results {
+            if seen.contains(&r.size) {
+                continue;
+            }
+            seen.push(r.size);
+            let cell = |kind| {
+                sizes
+                    .results
+                    .iter()
+                    .find(|x| x.size == r.size && x.kind == kind)
+                    .map(|x| match x.rtt_ms {
+                        Some(rtt) => format!("ok ({})", format_ms(rtt)),
+                        None => x.outcome.clone(),
+                    })
+                    .unwrap_or_default()
+            };
+            table.add_row(vec![
+                bytesize::ByteSize(r.size as u64).to_string(),
+                cell(crate::deep::Kind::Text),
+                cell(crate::deep::Kind::Binary),
+            ]);
+        }
+        writeln!(
+            out,
+            "  message sizes (largest that passed: {}):",
+            sizes.largest_ok.map_or_else(
+                || "none".to_owned(),
+                |b| bytesize::ByteSize(b as u64).to_string()
+            )
+        )?;
+        for line in table.to_string().lines() {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    if let Some(latency) = &deep.latency {
+        let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));
+        writeln!(
+            out,
+            "  latency: {} of {} round trips · min {} · median {} · p99 {} · max {}",
+            latency.completed,
+            latency.requested,
+            f(latency.min_ms),
+            f(latency.median_ms),
+            f(latency.p99_ms),
+            f(latency.max_ms)
+        )?;
+        let s = &latency.setup_ms;
+        writeln!(
+            out,
+            "  set-up: dns {} · connect {} · tls {} · upgrade {}",
+            f(s.dns),
+            f(s.connect),
+            f(s.tls),
+            f(s.upgrade)
+        )?;
+        if let Some(error) = &latency.error {
+            writeln!(out, "  latency stopped: {error}")?;
+        }
+    }
+    if let Some(instances) = &deep.instances {
+        writeln!(
+            out,
+            "  instances: {} of {} connections opened",
+            instances.opened, instances.requested
+        )?;
+        for i in &instances.instances {
+            writeln!(
+                out,
+                "    instance {} ({}): {} connection{}",
+                i.index.as_deref().unwrap_or("-"),
+                i.guid.as_deref().unwrap_or("CF_INSTANCE_GUID not set"),
+                i.connections,
+                if i.connections == 1 { "" } else { "s" }
+            )?;
+        }
+        if instances.unknown_instance > 0 {
+            writeln!(
+                out,
+                "    {} connections to a peer that does not tell its instance (not wscheck-server)",
+                instances.unknown_instance
+            )?;
+        }
+        for f in &instances.failures {
+            writeln!(
+                out,
+                "    failed: {} × {} — {}",
+                f.connections,
+                f.code.as_str(),
+                f.detail
+            )?;
+        }
+        if let Some(target) = &instances.targeted {
+            writeln!(out, "    targeted with X-Cf-App-Instance: {target}")?;
+        }
+        writeln!(out, "    {}", instances.explanation)?;
+    }
+    for finding in &deep.findings {
+        writeln!(out, "  {} — {}", finding.code.as_str(), finding.summary)?;
+        writeln!(out, "    detail: {}", finding.detail)?;
+        writeln!(out, "    fix:    {}", finding.fix)?;
+    }
+    Ok(())
 }

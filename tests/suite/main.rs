@@ -2,6 +2,7 @@
 //! loopback (reached through `--connect-to`), rcgen certificates made at test time.
 
 mod cli;
+mod deep;
 mod diagnoses;
 mod output;
 mod readme;

@@ -20,6 +20,7 @@ struct JsonReport {
     verdict: JsonVerdict,
     probes: Vec<JsonProbe>,
     app: Option<serde_json::Value>,
+    deep: Option<serde_json::Value>,
     notes: Vec<String>,
 }
 
@@ -71,6 +72,7 @@ struct JsonDiagnosis {
 struct JsonTimings {
     dns: Option<f64>,
     connect: Option<f64>,
+    proxy: Option<f64>,
     tls: Option<f64>,
     upgrade: Option<f64>,
     echo: Option<f64>,

@@ -22,8 +22,9 @@ pub const DOMAIN: &str = "apps.wscheck.test";
 pub struct Route {
     /// Host name below `DOMAIN`, e.g. `echo` for `echo.apps.wscheck.test`.
     pub name: String,
-    /// Where the app listens (it may be a port nobody listens on: a dead app).
-    pub backend: SocketAddr,
+    /// Where the app's instances listen, instance 0 first (a port nobody listens on is a
+    /// dead instance). Several are balanced round robin, as gorouter does.
+    pub backends: Vec<SocketAddr>,
     /// Pass `Upgrade`/`Connection` on (gorouter does; the classic nginx mistake does not).
     pub pass_upgrade: bool,
     /// Idle cut-off of a proxied connection (gorouter has none; load balancers do).
@@ -32,9 +33,14 @@ pub struct Route {
 
 impl Route {
     pub fn new(name: &str, backend: SocketAddr) -> Self {
+        Self::instances(name, vec![backend])
+    }
+
+    /// A route to several instances of one app.
+    pub fn instances(name: &str, backends: Vec<SocketAddr>) -> Self {
         Self {
             name: name.to_owned(),
-            backend,
+            backends,
             pass_upgrade: true,
             idle_timeout: None,
         }
@@ -44,6 +50,9 @@ impl Route {
         format!("{}.{DOMAIN}", self.name)
     }
 }
+
+/// The app GUID the stand-in router knows for `X-Cf-App-Instance: APP_GUID:INDEX`.
+pub const APP_GUID: &str = "5a9e1c1e-0000-4000-8000-0000000000a1";
 
 /// A running nginx router.
 pub struct Router {
@@ -188,6 +197,20 @@ http {{
         let idle = route
             .idle_timeout
             .map_or_else(|| "3600s".to_owned(), |t| format!("{}ms", t.as_millis()));
+        // Gorouter balances instances round robin and honours X-Cf-App-Instance.
+        let upstream = format!("app_{}", route.name.replace('-', "_"));
+        let _ = writeln!(c, "    upstream {upstream} {{");
+        for backend in &route.backends {
+            let _ = writeln!(c, "        server {backend} max_fails=0;");
+        }
+        let _ = writeln!(
+            c,
+            "    }}\n    map $http_x_cf_app_instance $target_{upstream} {{\n        default {upstream};"
+        );
+        for (index, backend) in route.backends.iter().enumerate() {
+            let _ = writeln!(c, "        \"{APP_GUID}:{index}\" {backend};");
+        }
+        let _ = writeln!(c, "    }}");
         let _ = write!(
             c,
             r#"
@@ -196,7 +219,8 @@ http {{
         listen {plain};
         server_name {host};
         location / {{
-            proxy_pass http://{backend};
+            proxy_pass http://$target_{upstream};
+            proxy_next_upstream off;
             proxy_http_version 1.1;
             {upgrade}
             proxy_set_header Host $host;
@@ -211,17 +235,72 @@ http {{
             error_page 502 504 = @endpoint_failure;
         }}
         location @endpoint_failure {{
-            add_header X-Cf-Routererror "endpoint_failure (dial tcp {backend}: connect: connection refused)" always;
+            add_header X-Cf-Routererror "endpoint_failure (dial tcp $upstream_addr: connect: connection refused)" always;
             return 502 "502 Bad Gateway: Registered endpoint failed to handle the request.\n";
         }}
     }}
 "#,
             host = route.host(),
-            backend = route.backend,
         );
     }
     c.push_str("}\n");
     c
+}
+
+/// A running tinyproxy (Debian's), the corporate proxy of the tests.
+pub struct Tinyproxy {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    _child: ChildGuard,
+}
+
+impl Tinyproxy {
+    /// Starts tinyproxy on a free loopback port. `credentials` turns on Basic auth (407
+    /// without them); `connect_ports` limits CONNECT to those ports (403 otherwise).
+    pub fn start(credentials: Option<(&str, &str)>, connect_ports: &[u16]) -> Result<Tinyproxy> {
+        let binary = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .context("tinyproxy is not installed: run scripts/test (it installs it), or apt-get install tinyproxy")?;
+        let dir = tempdir("tinyproxy")?;
+        let port = free_port();
+        let mut config = format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 60\nMaxClients 200\nLogLevel Info\nAllow 127.0.0.1\nDisableViaHeader Yes\n"
+        );
+        if let Some((user, pass)) = credentials {
+            config.push_str(&format!("BasicAuth {user} {pass}\n"));
+        }
+        for p in connect_ports {
+            config.push_str(&format!("ConnectPort {p}\n"));
+        }
+        let conf = dir.join("tinyproxy.conf");
+        std::fs::write(&conf, config)?;
+        let log = std::fs::File::create(dir.join("tinyproxy.log"))?;
+        let child = Command::new(binary)
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting tinyproxy")?;
+        let guard = ChildGuard(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_for_listener(addr, Duration::from_secs(10))?;
+        Ok(Tinyproxy {
+            addr,
+            dir,
+            _child: guard,
+        })
+    }
+
+    /// `http://[user:pass@]127.0.0.1:port`.
+    pub fn url(&self, credentials: Option<(&str, &str)>) -> String {
+        match credentials {
+            Some((u, p)) => format!("http://{u}:{p}@{}", self.addr),
+            None => format!("http://{}", self.addr),
+        }
+    }
 }
 
 /// The article's `server.js`, started on its own `$PORT` (see `crate::start_article_server`).

@@ -1,0 +1,126 @@
+//! Stage 2b: an HTTP CONNECT tunnel through a proxy (`-x`, `https_proxy`, ...), for wss
+//! and ws alike. The proxy's refusal is kept whole for the diagnosis.
+
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::upgrade::{BODY_LIMIT, HttpResponse};
+use crate::plan::Proxy;
+
+#[derive(Debug)]
+pub enum ProxyFailure {
+    /// 407: the proxy wants credentials (or rejected the ones given).
+    AuthRequired(HttpResponse),
+    /// Any other answer than 2xx.
+    Refused(HttpResponse),
+    /// The proxy closed, spoke no HTTP, or did not answer in time.
+    Broken(String),
+}
+
+/// Asks `proxy` (already connected on `stream`) for a tunnel to `host:port`.
+pub async fn tunnel(
+    stream: &mut TcpStream,
+    proxy: &Proxy,
+    host: &str,
+    port: u16,
+    budget: Duration,
+) -> Result<(), ProxyFailure> {
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut request = format!(
+        "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: wscheck/{}\r\nProxy-Connection: Keep-Alive\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some((user, pass)) = &proxy.credentials {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        request.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
+    }
+    request.push_str("\r\n");
+    let exchange = async {
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| ProxyFailure::Broken(e.to_string()))?;
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| ProxyFailure::Broken(e.to_string()))?;
+            if n == 0 {
+                return Err(ProxyFailure::Broken(
+                    "the proxy closed the connection without answering CONNECT".to_owned(),
+                ));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = response.code.unwrap_or_default();
+                    if (200..300).contains(&status) {
+                        return Ok(());
+                    }
+                    let headers: Vec<(String, String)> = response
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_owned(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect();
+                    let reason = response.reason.unwrap_or_default().to_owned();
+                    // The body (an error page) is short; read what is there already or soon.
+                    let mut body = buf[len..].to_vec();
+                    let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                        while body.len() < BODY_LIMIT {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => body.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                    })
+                    .await;
+                    let answer = HttpResponse {
+                        status,
+                        reason,
+                        headers,
+                        body: String::from_utf8_lossy(&body[..body.len().min(BODY_LIMIT)])
+                            .into_owned(),
+                    };
+                    return Err(if status == 407 {
+                        ProxyFailure::AuthRequired(answer)
+                    } else {
+                        ProxyFailure::Refused(answer)
+                    });
+                }
+                Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => continue,
+                Ok(httparse::Status::Partial) => {
+                    return Err(ProxyFailure::Broken(
+                        "the proxy's answer head is too large".to_owned(),
+                    ));
+                }
+                Err(error) => {
+                    return Err(ProxyFailure::Broken(format!(
+                        "the proxy did not answer in HTTP: {error}"
+                    )));
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(budget, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(ProxyFailure::Broken(
+            "the proxy did not answer CONNECT in time".to_owned(),
+        )),
+    }
+}
