@@ -361,6 +361,8 @@ fn plain_response(
     }
     match head.path() {
         HEALTH_PATH => Response::text(200, "OK", "ok\n"),
+        // Browsers ask for it with the page; an empty answer keeps their console clean.
+        "/favicon.ico" => Response::text(204, "No Content", ""),
         INFO_PATH => {
             let info = head.info(peer, local_port, shared);
             Response {

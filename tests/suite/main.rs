@@ -1,6 +1,7 @@
 //! wscheck's integration tests, one binary: the prober against scripted and real peers on
 //! loopback (reached through `--connect-to`), rcgen certificates made at test time.
 
+mod browser;
 mod cli;
 mod deep;
 mod diagnoses;

@@ -171,6 +171,36 @@ pub fn run_article_client(url: &str, expected_lines: usize) -> Result<Vec<String
     Ok(lines)
 }
 
+/// Opens `url` in Debian's headless Chromium (driven by `tests/node/browser/check-page.js`
+/// with playwright-core) and returns what the bundled server's page showed. `map_hosts`
+/// goes to Chromium's `--host-resolver-rules` (names to loopback, never to the network).
+pub fn browser_check(url: &str, map_hosts: Option<&str>) -> Result<serde_json::Value> {
+    let modules = ensure_node_modules()?;
+    if !Path::new("/usr/bin/chromium").exists() {
+        bail!(
+            "Chromium is not installed: run scripts/test (it installs Debian's chromium), or apt-get install chromium"
+        );
+    }
+    let screenshot = tempdir("browser")?.join("page.png");
+    let mut command = Command::new("node");
+    command
+        .arg(node_dir().join("browser/check-page.js"))
+        .arg(url)
+        .arg(&screenshot)
+        .env("NODE_PATH", &modules);
+    if let Some(rules) = map_hosts {
+        command.env("MAP_HOSTS", rules);
+    }
+    let output = command.output().context("running node")?;
+    if !output.status.success() {
+        bail!(
+            "check-page.js failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
 /// A fresh, empty directory under the system temp dir.
 pub fn tempdir(label: &str) -> Result<PathBuf> {
     use std::sync::atomic::{AtomicU32, Ordering};
