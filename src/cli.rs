@@ -35,6 +35,41 @@ pub enum Command {
     /// Start the bundled echo server behind a local TLS-terminating router on loopback,
     /// probe it as a route, and print the report: what `wscheck <route>` shows on CF.
     Demo(DemoArgs),
+    /// Load a route: N concurrent WebSockets, echoed messages closed-loop or at a rate (or
+    /// held idle with --rate 0); connections achieved, messages/s, latency percentiles,
+    /// errors by kind; every echo checked. Exit 0 when nothing was lost.
+    Load(Box<LoadArgs>),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// The URL (or route) to load; probed as given, no neighbours.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Concurrent WebSockets to open.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub connections: u32,
+    /// How long to measure (after ramp-up and warm-up).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Total messages per second over all connections; without it, each connection sends
+    /// its next message when the last echo is back; 0 holds the connections idle.
+    #[arg(long, value_name = "MSGS_PER_S")]
+    pub rate: Option<f64>,
+    /// Message size (at least 32 B).
+    #[arg(long, default_value = "64B", value_name = "SIZE")]
+    pub size: bytesize::ByteSize,
+    /// Spread the connection openings over this time.
+    #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ramp_up: std::time::Duration,
+    /// Run this long before measuring.
+    #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub warmup: std::time::Duration,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
+    pub format: Format,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -68,36 +103,12 @@ pub struct CheckArgs {
     #[arg(value_name = "TARGET")]
     pub target: Option<String>,
 
-    /// Extra request header, curl style (repeatable): -H 'Authorization: Bearer x'.
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
-    /// Origin header to send (default: https://<host>; the SAP approuter checks it).
-    #[arg(long, value_name = "ORIGIN", conflicts_with = "no_origin")]
-    pub origin: Option<String>,
-    /// Send no Origin header.
-    #[arg(long)]
-    pub no_origin: bool,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+
     /// Path (and query) to request, replacing the one in TARGET.
     #[arg(long, value_name = "PATH")]
     pub path: Option<String>,
-    /// Offer this subprotocol (repeatable); the report shows what the server picked.
-    #[arg(long = "subprotocol", value_name = "NAME")]
-    pub subprotocols: Vec<String>,
-
-    /// Do not verify TLS certificates (the report still says what was wrong with them).
-    #[arg(short = 'k', long)]
-    pub insecure: bool,
-    /// Trust the CA certificates in this PEM file instead of the built-in Mozilla roots.
-    #[arg(long, value_name = "FILE")]
-    pub cacert: Option<PathBuf>,
-    /// Connect to HOST2:PORT2 instead of HOST1:PORT1 (curl semantics; Host and SNI stay the
-    /// route's). Empty parts match any host/port or keep the original. Repeatable.
-    #[arg(long = "connect-to", value_name = "HOST1:PORT1:HOST2:PORT2")]
-    pub connect_to: Vec<String>,
-    /// Use ADDR for HOST:PORT instead of DNS (curl semantics). Repeatable.
-    #[arg(long = "resolve", value_name = "HOST:PORT:ADDR")]
-    pub resolve: Vec<String>,
-
     /// Explicit ports to try, comma-separated; `default` stands for the URL without a port.
     /// Replaces the default matrix (default,443|80,8080,4443).
     #[arg(long, value_delimiter = ',', value_name = "PORTS")]
@@ -109,19 +120,9 @@ pub struct CheckArgs {
     #[arg(long)]
     pub only: bool,
 
-    /// Time limit of one probe, all stages together.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub timeout: std::time::Duration,
-    /// Time limit of each of DNS, TCP connect and TLS handshake.
-    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub connect_timeout: std::time::Duration,
     /// Text to send for the echo check (default: a random nonce).
     #[arg(long, value_name = "TEXT")]
     pub message: Option<String>,
-    /// Send Authorization, Cookie and user:pass@ also over plaintext ws:// (never by default).
-    #[arg(long)]
-    pub allow_plaintext_credentials: bool,
-
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
     pub format: Format,
@@ -150,6 +151,53 @@ pub struct CheckArgs {
     /// Deep check: open this many connections and report which app instances answered.
     #[arg(long, value_name = "N", help_heading = "Deep checks")]
     pub connections: Option<u32>,
+    /// Probe every route of this file (one a line; blank lines and # comments ignored), a
+    /// few at a time; one summary table, then the details of the failing routes.
+    #[arg(long, value_name = "FILE", conflicts_with = "target")]
+    pub routes_file: Option<PathBuf>,
+}
+
+/// How to reach the target: headers, TLS trust, redirection, proxies, timeouts. Shared by
+/// the prober and `wscheck load`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ConnectionArgs {
+    /// Extra request header, curl style (repeatable): -H 'Authorization: Bearer x'.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Origin header to send (default: https://<host>; the SAP approuter checks it).
+    #[arg(long, value_name = "ORIGIN", conflicts_with = "no_origin")]
+    pub origin: Option<String>,
+    /// Send no Origin header.
+    #[arg(long)]
+    pub no_origin: bool,
+    /// Offer this subprotocol (repeatable); the report shows what the server picked.
+    #[arg(long = "subprotocol", value_name = "NAME")]
+    pub subprotocols: Vec<String>,
+
+    /// Do not verify TLS certificates (the report still says what was wrong with them).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+    /// Trust the CA certificates in this PEM file instead of the built-in Mozilla roots.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Connect to HOST2:PORT2 instead of HOST1:PORT1 (curl semantics; Host and SNI stay the
+    /// route's). Empty parts match any host/port or keep the original. Repeatable.
+    #[arg(long = "connect-to", value_name = "HOST1:PORT1:HOST2:PORT2")]
+    pub connect_to: Vec<String>,
+    /// Use ADDR for HOST:PORT instead of DNS (curl semantics). Repeatable.
+    #[arg(long = "resolve", value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+
+    /// Time limit of one probe, all stages together.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Time limit of each of DNS, TCP connect and TLS handshake.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub connect_timeout: std::time::Duration,
+    /// Send Authorization, Cookie and user:pass@ also over plaintext ws:// (never by default).
+    #[arg(long)]
+    pub allow_plaintext_credentials: bool,
+
     /// Target one app instance with `X-Cf-App-Instance: APP_GUID:INDEX` (`cf app APP --guid`).
     #[arg(long, value_name = "APP_GUID:INDEX")]
     pub instance: Option<String>,
@@ -164,9 +212,4 @@ pub struct CheckArgs {
     /// Proxy settings read from the environment by the binary (never by tests in-process).
     #[arg(skip)]
     pub env_proxy: crate::plan::EnvProxy,
-
-    /// Probe every route of this file (one a line; blank lines and # comments ignored), a
-    /// few at a time; one summary table, then the details of the failing routes.
-    #[arg(long, value_name = "FILE", conflicts_with = "target")]
-    pub routes_file: Option<PathBuf>,
 }

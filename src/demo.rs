@@ -119,13 +119,16 @@ pub async fn run(format: Format, _style: &Style) -> Result<(Report, Format), Str
 
     let args = CheckArgs {
         target: Some(DEMO_ROUTE.to_owned()),
-        connect_to: vec![
-            format!("{DEMO_ROUTE}:443:127.0.0.1:{tls_port}"),
-            format!("{DEMO_ROUTE}:80:127.0.0.1:{plain_port}"),
-            format!("{DEMO_ROUTE}::127.0.0.1:{closed_port}"),
-        ],
-        timeout: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(5),
+        conn: crate::cli::ConnectionArgs {
+            connect_to: vec![
+                format!("{DEMO_ROUTE}:443:127.0.0.1:{tls_port}"),
+                format!("{DEMO_ROUTE}:80:127.0.0.1:{plain_port}"),
+                format!("{DEMO_ROUTE}::127.0.0.1:{closed_port}"),
+            ],
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
         format,
         ..CheckArgs::default()
     };

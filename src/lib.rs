@@ -8,6 +8,7 @@ pub mod cli;
 pub mod deep;
 pub mod demo;
 pub mod diagnose;
+pub mod load;
 pub mod plan;
 pub mod probe;
 pub mod report;
@@ -30,7 +31,7 @@ pub const EXIT_ERROR: u8 = 2;
 
 /// Runs a parsed command line, writing the report to stdout and errors to stderr.
 pub fn run(mut cli: Cli) -> ExitCode {
-    cli.check.env_proxy = plan::EnvProxy::from_lookup(|name| std::env::var(name).ok());
+    cli.check.conn.env_proxy = plan::EnvProxy::from_lookup(|name| std::env::var(name).ok());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,10 +47,14 @@ pub fn run(mut cli: Cli) -> ExitCode {
         colour: stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         verbose: cli.check.verbose,
     };
-    if cli.command.is_none() && cli.check.routes_file.is_some() {
-        return routes::run(&cli.check, &runtime, &style);
-    }
     let outcome = match cli.command {
+        Some(Command::Load(mut args)) => {
+            args.conn.env_proxy = cli.check.conn.env_proxy.clone();
+            return run_load(&args, &runtime);
+        }
+        None if cli.check.routes_file.is_some() => {
+            return routes::run(&cli.check, &runtime, &style);
+        }
         Some(Command::Demo(args)) => runtime.block_on(demo::run(args.format, &style)),
         None => match plan::plan(&cli.check) {
             Ok(plan) => runtime
@@ -69,6 +74,23 @@ pub fn run(mut cli: Cli) -> ExitCode {
         |out| report::render(&report, format, &style, out),
         exit_code(&report),
     )
+}
+
+fn run_load(args: &cli::LoadArgs, runtime: &tokio::runtime::Runtime) -> ExitCode {
+    let prepared = load::plan_load(args).and_then(|(plan, settings)| {
+        let tls = TlsSetup::new(plan.cacert.as_deref(), plan.insecure)?;
+        Ok((plan, tls, settings))
+    });
+    let (plan, tls, settings) = match prepared {
+        Ok(prepared) => prepared,
+        Err(message) => {
+            eprintln!("wscheck: {message}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let report = runtime.block_on(load::run_load(plan, tls, settings));
+    let code = if report.ok { EXIT_OK } else { EXIT_FAILED };
+    write_out(|out| load::render(&report, args.format, out), code)
 }
 
 /// Writes to stdout with `render`, then exits with `code` (2 when stdout fails, except a

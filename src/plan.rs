@@ -420,13 +420,14 @@ pub fn plan(args: &CheckArgs) -> Result<Plan, PlanError> {
         .collect();
 
     let headers = args
+        .conn
         .headers
         .iter()
         .map(|h| parse_header(h))
         .collect::<Result<Vec<_>, _>>()?;
-    let origin = if args.no_origin {
+    let origin = if args.conn.no_origin {
         None
-    } else if let Some(origin) = &args.origin {
+    } else if let Some(origin) = &args.conn.origin {
         let valid = url::Url::parse(origin)
             .ok()
             .is_some_and(|u| u.host_str().is_some() && !origin.contains(char::is_whitespace));
@@ -437,15 +438,15 @@ pub fn plan(args: &CheckArgs) -> Result<Plan, PlanError> {
     } else {
         Some(format!("https://{}", target.host))
     };
-    for protocol in &args.subprotocols {
+    for protocol in &args.conn.subprotocols {
         if protocol.is_empty() || protocol.contains([' ', ',', '\t']) {
             return Err(PlanError::InvalidSubprotocol(protocol.clone()));
         }
     }
-    if args.timeout.is_zero() {
+    if args.conn.timeout.is_zero() {
         return Err(PlanError::ZeroDuration { flag: "timeout" });
     }
-    if args.connect_timeout.is_zero() {
+    if args.conn.connect_timeout.is_zero() {
         return Err(PlanError::ZeroDuration {
             flag: "connect-timeout",
         });
@@ -454,7 +455,7 @@ pub fn plan(args: &CheckArgs) -> Result<Plan, PlanError> {
         return Err(PlanError::EmptyMessage);
     }
     let mut headers = headers;
-    if let Some(instance) = &args.instance {
+    if let Some(instance) = &args.conn.instance {
         let valid = instance.split_once(':').is_some_and(|(guid, index)| {
             !guid.is_empty()
                 && guid.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
@@ -466,18 +467,20 @@ pub fn plan(args: &CheckArgs) -> Result<Plan, PlanError> {
         headers.push(("X-Cf-App-Instance".to_owned(), instance.clone()));
     }
     let deep = deep_plan(args)?;
-    let (proxy_wss, proxy_ws) = match &args.proxy {
+    let (proxy_wss, proxy_ws) = match &args.conn.proxy {
         Some(url) => {
             let proxy = parse_proxy(url, "--proxy")?;
             (Some(proxy.clone()), Some(proxy))
         }
         None => (
-            args.env_proxy
+            args.conn
+                .env_proxy
                 .wss
                 .as_deref()
                 .map(|u| parse_proxy(u, "the environment (wss_proxy / https_proxy)"))
                 .transpose()?,
-            args.env_proxy
+            args.conn
+                .env_proxy
                 .ws
                 .as_deref()
                 .map(|u| parse_proxy(u, "the environment (ws_proxy / http_proxy)"))
@@ -485,9 +488,10 @@ pub fn plan(args: &CheckArgs) -> Result<Plan, PlanError> {
         ),
     };
     let no_proxy = args
+        .conn
         .noproxy
         .as_deref()
-        .or(args.env_proxy.no_proxy.as_deref())
+        .or(args.conn.env_proxy.no_proxy.as_deref())
         .map(|list| {
             list.split(',')
                 .map(|h| h.trim().to_owned())
@@ -501,23 +505,25 @@ pub fn plan(args: &CheckArgs) -> Result<Plan, PlanError> {
         candidates,
         headers,
         origin,
-        subprotocols: args.subprotocols.clone(),
-        insecure: args.insecure,
-        cacert: args.cacert.clone(),
+        subprotocols: args.conn.subprotocols.clone(),
+        insecure: args.conn.insecure,
+        cacert: args.conn.cacert.clone(),
         connect_to: args
+            .conn
             .connect_to
             .iter()
             .map(|c| parse_connect_to(c))
             .collect::<Result<_, _>>()?,
         resolve: args
+            .conn
             .resolve
             .iter()
             .map(|r| parse_resolve(r))
             .collect::<Result<_, _>>()?,
-        timeout: args.timeout,
-        connect_timeout: args.connect_timeout,
+        timeout: args.conn.timeout,
+        connect_timeout: args.conn.connect_timeout,
         message: args.message.clone(),
-        allow_plaintext_credentials: args.allow_plaintext_credentials,
+        allow_plaintext_credentials: args.conn.allow_plaintext_credentials,
         format: args.format,
         verbose: args.verbose,
         deep,
@@ -832,8 +838,11 @@ mod tests {
     fn args(target: &str) -> CheckArgs {
         CheckArgs {
             target: Some(target.to_owned()),
-            timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
+            conn: crate::cli::ConnectionArgs {
+                timeout: Duration::from_secs(10),
+                connect_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
             ..CheckArgs::default()
         }
     }
@@ -981,10 +990,10 @@ mod tests {
         a.ports = vec!["http".into()];
         assert_eq!(plan(&a).unwrap_err(), PlanError::InvalidPort("http".into()));
         let mut a = args("app.example.com");
-        a.headers = vec!["NoColon".into()];
+        a.conn.headers = vec!["NoColon".into()];
         assert!(matches!(plan(&a).unwrap_err(), PlanError::InvalidHeader(_)));
         let mut a = args("app.example.com");
-        a.timeout = Duration::ZERO;
+        a.conn.timeout = Duration::ZERO;
         assert!(plan(&a).unwrap_err().to_string().contains("--timeout"));
     }
 
@@ -1000,11 +1009,11 @@ mod tests {
     #[test]
     fn connect_to_and_resolve_follow_curl() {
         let mut a = args("app.example.com");
-        a.connect_to = vec![
+        a.conn.connect_to = vec![
             "app.example.com:443:127.0.0.1:8443".into(),
             "::[::1]:".into(),
         ];
-        a.resolve = vec!["localhost:9000:127.0.0.2,[::1]".into()];
+        a.conn.resolve = vec!["localhost:9000:127.0.0.2,[::1]".into()];
         let p = plan(&a).unwrap();
         let wss = p.route(&p.candidates[0]);
         assert_eq!((wss.host.as_str(), wss.port), ("127.0.0.1", 8443));
@@ -1014,7 +1023,7 @@ mod tests {
         assert_eq!((ws8080.host.as_str(), ws8080.port), ("::1", 8080));
 
         let mut a = args("localhost:9000");
-        a.resolve = vec!["localhost:9000:127.0.0.2,[::1]".into()];
+        a.conn.resolve = vec!["localhost:9000:127.0.0.2,[::1]".into()];
         let p = plan(&a).unwrap();
         let r = p.route(&p.candidates[0]);
         assert_eq!(
@@ -1025,14 +1034,14 @@ mod tests {
 
         for bad in ["a:b", "h:1:h:x", "h:1:h:2:3"] {
             let mut a = args("app.example.com");
-            a.connect_to = vec![bad.into()];
+            a.conn.connect_to = vec![bad.into()];
             assert!(
                 matches!(plan(&a).unwrap_err(), PlanError::InvalidConnectTo(_)),
                 "{bad}"
             );
         }
         let mut a = args("app.example.com");
-        a.resolve = vec!["h:443:not-an-ip".into()];
+        a.conn.resolve = vec!["h:443:not-an-ip".into()];
         assert!(matches!(
             plan(&a).unwrap_err(),
             PlanError::InvalidResolve(_)
@@ -1048,7 +1057,7 @@ mod tests {
             _ => None,
         });
         let mut a = args("app.example.com");
-        a.env_proxy = env.clone();
+        a.conn.env_proxy = env.clone();
         let p = plan(&a).unwrap();
         assert_eq!(
             p.proxy_for(&p.candidates[0]).map(Proxy::display).as_deref(),
@@ -1061,14 +1070,14 @@ mod tests {
 
         for direct in ["api.internal.example", "x.svc", "localhost", "127.0.0.1"] {
             let mut a = args(direct);
-            a.env_proxy = env.clone();
+            a.conn.env_proxy = env.clone();
             let p = plan(&a).unwrap();
             assert!(p.proxy_for(&p.candidates[0]).is_none(), "{direct}");
         }
 
         let mut a = args("app.example.com");
-        a.env_proxy = env;
-        a.proxy = Some("http://u:p%40ss@10.1.2.3".into());
+        a.conn.env_proxy = env;
+        a.conn.proxy = Some("http://u:p%40ss@10.1.2.3".into());
         let p = plan(&a).unwrap();
         let proxy = p.proxy_for(&p.candidates[0]).unwrap();
         assert_eq!(
@@ -1077,7 +1086,7 @@ mod tests {
         );
 
         let mut a = args("app.example.com");
-        a.proxy = Some("https://u:secret@proxy:443".into());
+        a.conn.proxy = Some("https://u:secret@proxy:443".into());
         let error = plan(&a).unwrap_err().to_string();
         assert!(
             error.contains("only http://") && !error.contains("secret"),
@@ -1093,14 +1102,14 @@ mod tests {
             "1KiB".parse().unwrap(),
             "1KiB".parse().unwrap(),
         ];
-        a.instance = Some("2d8b1ba5-4b6e:1".into());
+        a.conn.instance = Some("2d8b1ba5-4b6e:1".into());
         let p = plan(&a).unwrap();
         assert_eq!(p.deep.sizes, [1024, 65536]);
         assert!(
             p.headers
                 .contains(&("X-Cf-App-Instance".into(), "2d8b1ba5-4b6e:1".into()))
         );
-        a.instance = Some("guid-without-index".into());
+        a.conn.instance = Some("guid-without-index".into());
         assert!(matches!(
             plan(&a).unwrap_err(),
             PlanError::InvalidInstance(_)
@@ -1116,15 +1125,15 @@ mod tests {
     #[test]
     fn origin_defaults_to_the_https_route_and_can_be_dropped_or_replaced() {
         let mut a = args("app.example.com");
-        a.no_origin = true;
+        a.conn.no_origin = true;
         assert_eq!(plan(&a).unwrap().origin, None);
         let mut a = args("app.example.com");
-        a.origin = Some("https://other.example.com".into());
+        a.conn.origin = Some("https://other.example.com".into());
         assert_eq!(
             plan(&a).unwrap().origin.as_deref(),
             Some("https://other.example.com")
         );
-        a.origin = Some("not an origin".into());
+        a.conn.origin = Some("not an origin".into());
         assert!(matches!(plan(&a).unwrap_err(), PlanError::InvalidOrigin(_)));
     }
 }

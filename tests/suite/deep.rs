@@ -21,8 +21,8 @@ fn bundled(index: &str) -> wscheck_server::Config {
 fn via(router: &Router, host: &str) -> CheckArgs {
     let mut a = args(&format!("wss://{host}/"));
     a.only = true;
-    a.cacert = Some(router.cacert.clone());
-    a.connect_to = router.connect_to(closed_port());
+    a.conn.cacert = Some(router.cacert.clone());
+    a.conn.connect_to = router.connect_to(closed_port());
     a
 }
 
@@ -164,7 +164,7 @@ async fn connections_show_which_instances_answer_and_a_broken_one() {
     assert!(finding_codes(&report).contains(&"app_unreachable"));
 
     // X-Cf-App-Instance targets the healthy instance only.
-    a.instance = Some(format!("{APP_GUID}:0"));
+    a.conn.instance = Some(format!("{APP_GUID}:0"));
     let report = check(&a).await;
     let instances = report.deep.as_ref().unwrap().instances.as_ref().unwrap();
     assert_eq!(instances.opened, 10, "{instances:#?}");
@@ -202,9 +202,9 @@ async fn through_a_corporate_proxy() {
     let open = Tinyproxy::start(None, &[]).unwrap();
     let mut a = args("echo.apps.wscheck.test");
     a.ports = vec!["default".into()];
-    a.cacert = Some(router.cacert.clone());
-    a.connect_to = router.connect_to(closed_port());
-    a.proxy = Some(open.url(None));
+    a.conn.cacert = Some(router.cacert.clone());
+    a.conn.connect_to = router.connect_to(closed_port());
+    a.conn.proxy = Some(open.url(None));
     let report = check(&a).await;
     for p in &report.probes {
         assert_eq!(p.diagnosis.code.as_str(), "ok", "{p:#?}");
@@ -217,13 +217,13 @@ async fn through_a_corporate_proxy() {
 
     // A proxy that wants credentials.
     let guarded = Tinyproxy::start(Some(("alice", "s3cret")), &[]).unwrap();
-    a.proxy = Some(guarded.url(None));
+    a.conn.proxy = Some(guarded.url(None));
     let report = check(&a).await;
     let p = &report.probes[0];
     assert_eq!(p.diagnosis.code.as_str(), "proxy_auth_required", "{p:#?}");
     assert_eq!(p.stage.as_str(), "proxy");
     assert_eq!(p.http_status, Some(407));
-    a.proxy = Some(guarded.url(Some(("alice", "s3cret"))));
+    a.conn.proxy = Some(guarded.url(Some(("alice", "s3cret"))));
     let report = check(&a).await;
     assert_eq!(
         report.probes[0].diagnosis.code.as_str(),
@@ -234,7 +234,7 @@ async fn through_a_corporate_proxy() {
 
     // A proxy that only tunnels to 443 refuses the router's loopback port.
     let strict = Tinyproxy::start(None, &[443]).unwrap();
-    a.proxy = Some(strict.url(None));
+    a.conn.proxy = Some(strict.url(None));
     let report = check(&a).await;
     assert_eq!(
         report.probes[0].diagnosis.code.as_str(),
@@ -248,7 +248,7 @@ async fn through_a_corporate_proxy() {
     );
 
     // Nothing listens where the proxy should be.
-    a.proxy = Some(format!("http://{}", closed_port()));
+    a.conn.proxy = Some(format!("http://{}", closed_port()));
     let report = check(&a).await;
     assert_eq!(report.probes[0].diagnosis.code.as_str(), "proxy_refused");
 
@@ -264,13 +264,13 @@ async fn through_a_corporate_proxy() {
         .unwrap();
     let mut a = args("wss://echo.apps.wscheck.test/");
     a.only = true;
-    a.cacert = Some(router.cacert.clone());
-    a.connect_to = vec![format!(
+    a.conn.cacert = Some(router.cacert.clone());
+    a.conn.connect_to = vec![format!(
         "::{}:{}",
         intercepting.addr.ip(),
         intercepting.addr.port()
     )];
-    a.proxy = Some(open.url(None));
+    a.conn.proxy = Some(open.url(None));
     let report = check(&a).await;
     let p = &report.probes[0];
     assert_eq!(p.diagnosis.code.as_str(), "proxy_tls_intercepted", "{p:#?}");

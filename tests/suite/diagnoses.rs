@@ -47,7 +47,7 @@ async fn ok_through_a_tls_router_with_echo_and_what_reached_the_app() {
     let acceptor = fixtures::tls_acceptor(&t.ca.leaf(&[HOST]).unwrap(), &t.ca).unwrap();
     let front = fixtures::start_tls_front(app.addr, acceptor).await.unwrap();
     let mut a = only(&format!("wss://{HOST}/"), front.addr);
-    a.cacert = Some(t.cacert.clone());
+    a.conn.cacert = Some(t.cacert.clone());
     let report = check(&a).await;
     let probe = single(&report);
     assert_eq!(probe.diagnosis.code.as_str(), "ok", "{probe:#?}");
@@ -135,7 +135,7 @@ async fn connect_refused_and_connect_timeout() {
 
     let full = fixtures::full_backlog().unwrap();
     let mut a = only(&format!("ws://{HOST}:8080/"), full.addr);
-    a.connect_timeout = Duration::from_millis(800);
+    a.conn.connect_timeout = Duration::from_millis(800);
     let (code, report) = code_of(&a).await;
     assert_eq!(code, "connect_timeout", "{report:#?}");
 }
@@ -166,7 +166,7 @@ async fn tls_failures_are_told_apart() {
             .await
             .unwrap();
         let mut a = only(&format!("wss://{HOST}/"), peer.addr);
-        a.cacert = Some(t.cacert.clone());
+        a.conn.cacert = Some(t.cacert.clone());
         let (code, report) = code_of(&a).await;
         assert_eq!(code, expected);
         let probe = single(&report);
@@ -179,7 +179,7 @@ async fn tls_failures_are_told_apart() {
         assert!(probe.tls.as_ref().unwrap().verification_error.is_some());
 
         // -k gets through, and still says what was wrong.
-        a.insecure = true;
+        a.conn.insecure = true;
         let (code, report) = code_of(&a).await;
         assert_eq!(code, "ok_unverified_echo");
         assert!(!single(&report).tls.as_ref().unwrap().verified);
@@ -402,7 +402,7 @@ async fn handshake_failures() {
 
     let hole = fixtures::start(Behaviour::BlackHole).await.unwrap();
     let mut a = only(&format!("ws://{HOST}/"), hole.addr);
-    a.timeout = Duration::from_secs(1);
+    a.conn.timeout = Duration::from_secs(1);
     assert_eq!(code_of(&a).await.0, "handshake_timeout");
 
     let ssh = fixtures::start(Behaviour::NotHttp).await.unwrap();
@@ -416,7 +416,7 @@ async fn handshake_failures() {
 async fn echo_failures() {
     let greeter = fixtures::start(Behaviour::WsGreetThenSilent).await.unwrap();
     let mut a = only(&format!("ws://{HOST}/"), greeter.addr);
-    a.timeout = Duration::from_secs(2);
+    a.conn.timeout = Duration::from_secs(2);
     let (code, report) = code_of(&a).await;
     assert_eq!(code, "echo_timeout", "an article echo server must echo");
     assert!(!report.verdict.ok);
@@ -443,7 +443,7 @@ async fn echo_failures() {
 async fn subprotocols_are_offered_and_the_choice_reported() {
     let app = fixtures::start_bundled(cfg()).await.unwrap();
     let mut a = only(&format!("ws://{HOST}/"), app.addr);
-    a.subprotocols = vec!["chat.v2".into(), "chat.v1".into()];
+    a.conn.subprotocols = vec!["chat.v2".into(), "chat.v1".into()];
     let (code, report) = code_of(&a).await;
     assert_eq!(code, "ok");
     assert_eq!(single(&report).subprotocol.as_deref(), Some("chat.v2"));
@@ -452,7 +452,7 @@ async fn subprotocols_are_offered_and_the_choice_reported() {
         .await
         .unwrap();
     let mut a = only(&format!("ws://{HOST}/"), ignorer.addr);
-    a.subprotocols = vec!["chat.v2".into()];
+    a.conn.subprotocols = vec!["chat.v2".into()];
     assert_eq!(code_of(&a).await.0, "subprotocol_not_accepted");
 }
 
@@ -464,10 +464,10 @@ async fn origin_is_sent_replaced_or_left_out() {
         .unwrap();
     let mut a = only(&format!("ws://{HOST}/"), peer.addr);
     check(&a).await;
-    a.origin = Some("https://ui.wscheck.test".into());
+    a.conn.origin = Some("https://ui.wscheck.test".into());
     check(&a).await;
-    a.origin = None;
-    a.no_origin = true;
+    a.conn.origin = None;
+    a.conn.no_origin = true;
     check(&a).await;
     let heads = log.lock().unwrap().clone();
     assert_eq!(heads.len(), 3);
@@ -501,11 +501,11 @@ async fn credentials_never_go_over_plaintext_unless_allowed() {
         .unwrap();
 
     let mut a = args(&format!("user:pw@{HOST}"));
-    a.headers = vec!["Cookie: JSESSIONID=abc123".into()];
-    a.cacert = Some(t.cacert.clone());
+    a.conn.headers = vec!["Cookie: JSESSIONID=abc123".into()];
+    a.conn.cacert = Some(t.cacert.clone());
     a.ports = vec!["default".into()];
     // The first matching rule wins: port 80 to the plain peer, the rest to the TLS one.
-    a.connect_to = vec![
+    a.conn.connect_to = vec![
         format!(":80:{}:{}", plain.addr.ip(), plain.addr.port()),
         format!("::{}:{}", tls.addr.ip(), tls.addr.port()),
     ];
@@ -549,7 +549,7 @@ async fn credentials_never_go_over_plaintext_unless_allowed() {
         );
     }
     log.lock().unwrap().clear();
-    a.allow_plaintext_credentials = true;
+    a.conn.allow_plaintext_credentials = true;
     let report = check(&a).await;
     assert!(report.probes.iter().all(|p| !p.credentials_held_back));
     assert_eq!(
@@ -567,9 +567,9 @@ async fn a_probe_that_never_gets_an_answer_does_not_delay_the_others() {
     let app = fixtures::start_bundled(cfg()).await.unwrap();
     let hole = fixtures::start(Behaviour::BlackHole).await.unwrap();
     let mut a = args(HOST);
-    a.timeout = Duration::from_secs(3);
+    a.conn.timeout = Duration::from_secs(3);
     // ws://:80 goes to a black hole; every other port to the app.
-    a.connect_to = vec![
+    a.conn.connect_to = vec![
         format!(":80:{}:{}", hole.addr.ip(), hole.addr.port()),
         format!("::{}:{}", app.addr.ip(), app.addr.port()),
     ];

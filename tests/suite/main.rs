@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod deep;
 mod diagnoses;
+mod load;
 mod output;
 mod readme;
 mod standin;

@@ -92,7 +92,7 @@ async fn json_output_keeps_its_contract() {
         .unwrap();
     let refused = closed_port();
     let mut a = args(HOST);
-    a.connect_to = vec![
+    a.conn.connect_to = vec![
         format!(":80:{}:{}", app.addr.ip(), app.addr.port()),
         format!("::{}:{}", refused.ip(), refused.port()),
     ];
@@ -143,13 +143,13 @@ async fn markdown_is_ready_for_a_ticket_and_redacts_secrets() {
         "ws://{HOST}/socket?room=7&access_token=s3cr3t-token"
     ));
     a.only = true;
-    a.allow_plaintext_credentials = true;
-    a.headers = vec![
+    a.conn.allow_plaintext_credentials = true;
+    a.conn.headers = vec![
         "Authorization: Bearer s3cr3t-bearer".into(),
         "Cookie: JSESSIONID=s3cr3t-cookie".into(),
         "X-Api-Key: s3cr3t-key".into(),
     ];
-    a.connect_to = vec![format!("::{}:{}", app.addr.ip(), app.addr.port())];
+    a.conn.connect_to = vec![format!("::{}:{}", app.addr.ip(), app.addr.port())];
     let report = check(&a).await;
     assert!(report.verdict.ok, "{report:#?}");
     let markdown = render(&report, Format::Markdown);
@@ -221,7 +221,7 @@ async fn table_snapshot() {
     .await
     .unwrap();
     let mut a = args(HOST);
-    a.connect_to = vec![
+    a.conn.connect_to = vec![
         format!(":80:{}:{}", app.addr.ip(), app.addr.port()),
         format!(":4443:{}:{}", unknown.addr.ip(), unknown.addr.port()),
         format!("::{}:{}", refused.ip(), refused.port()),

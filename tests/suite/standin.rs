@@ -18,8 +18,8 @@ async fn probe(
     tweak: impl FnOnce(&mut wscheck::cli::CheckArgs),
 ) -> Report {
     let mut a = args(host);
-    a.cacert = Some(router.cacert.clone());
-    a.connect_to = router.connect_to(closed_port());
+    a.conn.cacert = Some(router.cacert.clone());
+    a.conn.connect_to = router.connect_to(closed_port());
     tweak(&mut a);
     check(&a).await
 }
@@ -196,7 +196,7 @@ async fn the_sap_approuter_in_front_of_the_app() {
 
     let report = probe(&router, "ar.apps.wscheck.test", |a| {
         a.only = true;
-        a.origin = Some("https://evil.wscheck.test".into());
+        a.conn.origin = Some("https://evil.wscheck.test".into());
     })
     .await;
     let p = &report.probes[0];

@@ -13,8 +13,11 @@ pub const HOST: &str = "app.wscheck.test";
 pub fn args(target: &str) -> CheckArgs {
     CheckArgs {
         target: Some(target.to_owned()),
-        timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
+        conn: wscheck::cli::ConnectionArgs {
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
         ..CheckArgs::default()
     }
 }
@@ -23,7 +26,7 @@ pub fn args(target: &str) -> CheckArgs {
 pub fn only(url: &str, peer: SocketAddr) -> CheckArgs {
     let mut a = args(url);
     a.only = true;
-    a.connect_to = vec![format!("::{}:{}", peer.ip(), peer.port())];
+    a.conn.connect_to = vec![format!("::{}:{}", peer.ip(), peer.port())];
     a
 }
 
