@@ -94,8 +94,10 @@ async fn closed_loop_rate_and_idle_runs_verify_every_echo() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_counted_with_their_diagnosis_codes() {
     // A connection limit of 5 on the app: the other upgrades get 503 from the app.
-    let mut config = wscheck_server::Config::default();
-    config.max_connections = 5;
+    let config = wscheck_server::Config {
+        max_connections: 5,
+        ..Default::default()
+    };
     let app = fixtures::start_bundled(config).await.unwrap();
     let (code, json) = load(&[
         &format!("ws://{}/", app.addr),
