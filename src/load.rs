@@ -174,8 +174,21 @@ fn sequence_of(reply: &str, id: u32) -> Option<u64> {
     parts.next()?.parse().ok()
 }
 
-fn is_echo_of(reply: &str, expected: &str) -> bool {
-    reply == expected || reply.strip_prefix(wscheck_server::ECHO_PREFIX) == Some(expected)
+/// Whether `reply` is the echo (verbatim or `Echo: `-prefixed) of payload `seq` of
+/// connection `id`, checked byte for byte without building the payload again.
+fn is_echo(reply: &str, id: u32, seq: u64, size: usize, header: &mut String) -> bool {
+    use std::fmt::Write as _;
+    let body = reply
+        .strip_prefix(wscheck_server::ECHO_PREFIX)
+        .filter(|b| b.len() == size)
+        .unwrap_or(reply);
+    header.clear();
+    let _ = write!(header, "wscheck-load {id} {seq} ");
+    body.len() == size
+        && body.starts_with(header.as_str())
+        && body.as_bytes()[header.len().min(size)..]
+            .iter()
+            .all(|b| *b == b'x')
 }
 
 /// One connection's tally.
@@ -233,8 +246,15 @@ async fn one_connection(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut send_next = closed_loop;
         let end = tokio::time::Instant::from_std(window.end);
+        // One timer for the whole run (a timer per message would cost the generator more
+        // than the server spends on the echo): the end of the window, then a grace period
+        // for the stragglers.
+        let stopper = tokio::time::sleep_until(end);
+        tokio::pin!(stopper);
+        let mut draining = false;
+        let mut header = String::with_capacity(48);
         loop {
-            if send_next && Instant::now() < window.end {
+            if send_next && !draining {
                 send_next = false;
                 seq += 1;
                 let sent_at = Instant::now();
@@ -246,25 +266,15 @@ async fn one_connection(
                 messages.sent += 1;
                 pending.push_back((seq, sent_at));
             }
-            // After the end, wait for the stragglers a little, then stop.
-            let stop_at = if Instant::now() >= window.end || idle {
-                end + if pending.is_empty() { Duration::ZERO } else { timeout.min(Duration::from_secs(2)) }
-            } else {
-                // A closed-loop echo that does not come back within the timeout is an error.
-                pending.front().map_or(end, |(_, at)| tokio::time::Instant::from_std(*at + timeout).min(end + timeout))
-            };
             tokio::select! {
-                _ = tokio::time::sleep_until(stop_at) => {
-                    if Instant::now() < window.end && !pending.is_empty() {
-                        *errors.entry("timeout".to_owned()).or_default() += 1;
-                        messages.lost += pending.len() as u64;
-                        pending.clear();
-                        send_next = closed_loop;
-                        continue;
+                _ = &mut stopper => {
+                    if draining || pending.is_empty() || idle {
+                        break;
                     }
-                    break;
+                    draining = true;
+                    stopper.as_mut().reset(end + timeout.min(Duration::from_secs(2)));
                 }
-                _ = ticker.tick(), if interval.is_some() && Instant::now() < window.end => send_next = true,
+                _ = ticker.tick(), if interval.is_some() && !draining => send_next = true,
                 next = ws.next() => match next {
                     Some(Ok(Message::Text(text))) => {
                         if text.as_str() == wscheck_server::GREETING {
@@ -281,7 +291,7 @@ async fn one_connection(
                                     messages.out_of_order += 1;
                                 }
                                 let (s, sent_at) = pending.remove(position).expect("position is in range");
-                                if !is_echo_of(&text, &payload(id, s, size)) {
+                                if !is_echo(&text, id, s, size, &mut header) {
                                     messages.mismatched += 1;
                                 } else if sent_at >= window.measure_from && received <= window.end {
                                     messages.echoed += 1;
@@ -290,6 +300,9 @@ async fn one_connection(
                                     histogram.saturating_record(us);
                                 }
                                 send_next = closed_loop;
+                                if draining && pending.is_empty() {
+                                    break;
+                                }
                             }
                             None => messages.mismatched += 1,
                         }
@@ -314,7 +327,10 @@ async fn one_connection(
                 },
             }
         }
-        messages.lost += pending.len() as u64;
+        if !pending.is_empty() {
+            *errors.entry("timeout".to_owned()).or_default() += 1;
+            messages.lost += pending.len() as u64;
+        }
         if !*dropped {
             let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
         }
@@ -596,7 +612,11 @@ mod tests {
         assert_eq!(sequence_of(&p, 7), Some(42));
         assert_eq!(sequence_of(&format!("Echo: {p}"), 7), Some(42));
         assert_eq!(sequence_of(&p, 8), None);
-        assert!(is_echo_of(&format!("Echo: {p}"), &p));
-        assert!(!is_echo_of(&format!("Echo: {p}x"), &p));
+        let mut header = String::new();
+        assert!(is_echo(&format!("Echo: {p}"), 7, 42, 64, &mut header));
+        assert!(is_echo(&p, 7, 42, 64, &mut header));
+        assert!(!is_echo(&format!("Echo: {p}x"), 7, 42, 64, &mut header));
+        assert!(!is_echo(&p.replace("xxx", "xyx"), 7, 42, 64, &mut header));
+        assert!(!is_echo(&p, 7, 43, 64, &mut header));
     }
 }

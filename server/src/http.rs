@@ -85,15 +85,18 @@ enum HeadRead {
 }
 
 async fn read_head(stream: &mut TcpStream, timeout: Duration) -> HeadRead {
+    // A heap buffer, not an array in the future: the connection's task stays small for
+    // the whole life of a WebSocket that follows.
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
     let read_all = async {
         loop {
-            let n = match stream.read(&mut chunk).await {
+            if buf.len() == buf.capacity() {
+                buf.reserve(buf.len().min(MAX_HEAD_BYTES));
+            }
+            match stream.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => return HeadRead::Closed,
-                Ok(n) => n,
-            };
-            buf.extend_from_slice(&chunk[..n]);
+                Ok(_) => {}
+            }
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut request = httparse::Request::new(&mut headers);
             match request.parse(&buf) {
@@ -190,7 +193,7 @@ async fn respond_and_close(stream: &mut TcpStream, response: Response, head_only
 /// closing with unread input makes the kernel send a reset that can destroy our last
 /// answer (a response or a close frame) before the client reads it.
 pub(crate) async fn linger(stream: &mut TcpStream) {
-    let mut sink = [0u8; 4096];
+    let mut sink = vec![0u8; 8192];
     let mut discarded = 0;
     let _ = tokio::time::timeout(LINGER_TIME, async {
         while discarded < LINGER_BYTES {
@@ -346,7 +349,25 @@ async fn handle_upgrade(
         _ => return,
     }
     let info = (head.path() == crate::INFO_WS_PATH).then(|| head.info(peer, local_port, shared));
-    session::run(stream, leftover, &head, info, peer, permit, shared).await;
+    let forwarded_for = head.header("x-forwarded-for").map(str::to_owned);
+    let RequestHead {
+        target: path,
+        headers,
+        ..
+    } = head;
+    drop(headers);
+    // A task of its own: the session lives for hours, and its task should not carry the
+    // handshake's state.
+    let start = Box::new(session::Start {
+        tcp: stream,
+        leftover,
+        path,
+        forwarded_for,
+        info,
+        peer,
+        permit,
+    });
+    shared.tracker.spawn(session::run(start, shared.clone()));
 }
 
 fn plain_response(

@@ -69,20 +69,61 @@ struct Shared {
     started: Instant,
     sessions: Arc<Semaphore>,
     shutdown: CancellationToken,
+    /// Every connection and session task, so that shutdown can wait for them.
+    tracker: TaskTracker,
+    /// One heartbeat for all sessions: ping time, then shutdown. A shared clock instead of
+    /// a timer per socket keeps an idle session small.
+    beat: tokio::sync::watch::Sender<Beat>,
+}
+
+/// What the heartbeat tells every session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beat {
+    /// Time for ping number n.
+    Ping(u64),
+    /// Close with 1001 and end.
+    Shutdown,
+}
+
+/// Drives the heartbeat: a ping beat every interval, the shutdown beat at once.
+async fn heartbeat(shared: Arc<Shared>) {
+    let mut ticker = tokio::time::interval(
+        shared
+            .config
+            .ping_interval
+            .unwrap_or(Duration::from_secs(3600)),
+    );
+    ticker.reset(); // the first tick of an interval fires at once; the first ping should not
+    let mut n = 0;
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => {
+                shared.beat.send_replace(Beat::Shutdown);
+                return;
+            }
+            _ = ticker.tick(), if shared.config.ping_interval.is_some() => {
+                n += 1;
+                shared.beat.send_replace(Beat::Ping(n));
+            }
+        }
+    }
 }
 
 /// Serves on `listeners` until `shutdown` is cancelled, then closes every WebSocket with
 /// 1001 and waits (at most `config.shutdown_grace`) for the connections to end.
 pub async fn serve(listeners: Vec<TcpListener>, config: Config, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
     let shared = Arc::new(Shared {
         sessions: Arc::new(Semaphore::new(config.max_connections)),
         config,
         started: Instant::now(),
         shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+        beat: tokio::sync::watch::Sender::new(Beat::Ping(0)),
     });
-    let tracker = TaskTracker::new();
+    tracker.spawn(heartbeat(shared.clone()));
     for listener in listeners {
-        tracker.spawn(accept_loop(listener, shared.clone(), tracker.clone()));
+        tracker.spawn(accept_loop(listener, shared.clone()));
     }
     shutdown.cancelled().await;
     tracker.close();
@@ -97,7 +138,7 @@ pub async fn serve(listeners: Vec<TcpListener>, config: Config, shutdown: Cancel
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -105,7 +146,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
         };
         match accepted {
             Ok((stream, peer)) => {
-                tracker.spawn(handle_connection(stream, peer, shared.clone()));
+                shared
+                    .tracker
+                    .spawn(handle_connection(stream, peer, shared.clone()));
             }
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning; the listener stays usable.

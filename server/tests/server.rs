@@ -492,11 +492,17 @@ async fn logs_one_line_per_connection_open_and_close() {
         .lines()
         .filter(|l| l.contains("websocket open") && l.contains("/logged"))
         .collect();
+    assert_eq!(opens.len(), 1, "{output}");
+    // The close line names the same peer (ip:port) as the open line.
+    let peer = opens[0]
+        .split_whitespace()
+        .find(|w| w.starts_with("peer="))
+        .expect("peer on the open line");
     let closes: Vec<_> = output
         .lines()
-        .filter(|l| l.contains("websocket close") && l.contains("/logged"))
+        .filter(|l| l.contains("websocket close") && l.split_whitespace().any(|w| w == peer))
         .collect();
-    assert_eq!((opens.len(), closes.len()), (1, 1), "{output}");
+    assert_eq!(closes.len(), 1, "{output}");
     assert!(closes[0].contains("closed by peer (1000)"), "{}", closes[0]);
 }
 
