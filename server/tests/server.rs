@@ -1,95 +1,23 @@
 //! The bundled server as users run it: the real binary on a loopback port, driven by the
 //! article's Node client and server, raw sockets, and tungstenite clients.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use wscheck_testkit::{ChildGuard, Ws, next_text, round_trip, ws_connect};
+use wscheck_testkit::{ServerProcess, Ws, next_text, round_trip, ws_connect};
 
 const GREETING: &str = "Hi, this is the Echo-Server";
 
-/// The server binary, started with `PORT=0` and the given environment.
-struct Server {
-    child: ChildGuard,
-    addr: SocketAddr,
-    /// Everything the process printed (stdout and stderr).
-    output: Arc<Mutex<String>>,
-}
+/// The server binary under test, started with `PORT=0` and the given environment.
+struct Server;
 
 impl Server {
-    fn start(env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wscheck-server"));
-        command
-            .env_clear()
-            .env("PORT", "0")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = ChildGuard(command.spawn().expect("start wscheck-server"));
-        let output = Arc::new(Mutex::new(String::new()));
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let stdout = child.0.stdout.take().unwrap();
-        let stderr = child.0.stderr.take().unwrap();
-        for (pipe, port_tx) in [
-            (
-                Box::new(stdout) as Box<dyn std::io::Read + Send>,
-                Some(port_tx),
-            ),
-            (Box::new(stderr), None),
-        ] {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if let (Some(tx), Some(rest)) =
-                        (&port_tx, line.split("listening addr=0.0.0.0:").nth(1))
-                    {
-                        let port: u16 = rest.split_whitespace().next().unwrap().parse().unwrap();
-                        let _ = tx.send(port);
-                    }
-                    let mut all = output.lock().unwrap();
-                    all.push_str(&line);
-                    all.push('\n');
-                }
-            });
-        }
-        let port = port_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("server printed its listening address");
-        Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            output,
-        }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    fn assert_healthy(&mut self) {
-        assert!(
-            self.child.0.try_wait().unwrap().is_none(),
-            "server exited:\n{}",
-            self.output()
-        );
-        let output = self.output();
-        assert!(!output.contains("panicked"), "server panicked:\n{output}");
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+    fn start(env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::start(env!("CARGO_BIN_EXE_wscheck-server").as_ref(), env)
     }
 }
 

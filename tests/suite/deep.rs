@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use wscheck::cli::CheckArgs;
 use wscheck::report::Report;
+use wscheck_testkit::ServerProcess;
 use wscheck_testkit::fixtures::{self, Behaviour};
 use wscheck_testkit::pki::TestCa;
 use wscheck_testkit::standin::{APP_GUID, Route, Router, Tinyproxy};
@@ -115,16 +116,29 @@ async fn count_reports_round_trip_percentiles_and_setup_by_stage() {
     assert!(latency.setup_ms.tls.is_some() && latency.setup_ms.upgrade.is_some());
 }
 
+/// A real `wscheck-server` process standing for CF instance `index`.
+fn instance(index: &str) -> ServerProcess {
+    ServerProcess::start(
+        &wscheck_testkit::server_binary(),
+        &[
+            ("CF_INSTANCE_INDEX", index),
+            ("CF_INSTANCE_GUID", &format!("guid-of-instance-{index}")),
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_show_which_instances_answer_and_a_broken_one() {
-    let healthy = fixtures::start_bundled(bundled("0")).await.unwrap();
-    let broken = fixtures::start(Behaviour::CloseOnFirstBytes).await.unwrap();
+async fn connections_show_which_instances_answer_and_a_crashed_one() {
+    let healthy = instance("0");
+    let crashed = instance("1");
     let router =
-        Router::start(&[Route::instances("multi", vec![healthy.addr, broken.addr])]).unwrap();
+        Router::start(&[Route::instances("multi", vec![healthy.addr, crashed.addr])]).unwrap();
+    // Instance 1 crashes: its port stops answering, the router still sends it connections.
+    crashed.signal("KILL");
     let mut a = via(&router, "multi.apps.wscheck.test");
-    // The matrix probe may land on the broken instance; retry policy is the user's, so
-    // probe until the recommended URL works, as a user re-running would.
     a.connections = Some(10);
+    // The matrix probe itself may land on the crashed instance; as a user re-running it
+    // would, probe until the recommended URL works.
     let mut report = check(&a).await;
     for _ in 0..5 {
         if report.deep.is_some() {
@@ -152,7 +166,7 @@ async fn connections_show_which_instances_answer_and_a_broken_one() {
     );
     assert!(
         answered >= 1 && failed >= 1,
-        "round robin over a healthy and a broken instance: {instances:#?}"
+        "round robin over a healthy and a crashed instance: {instances:#?}"
     );
     assert!(
         instances
@@ -177,8 +191,8 @@ async fn connections_show_which_instances_answer_and_a_broken_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_healthy_instances_both_answer() {
-    let zero = fixtures::start_bundled(bundled("0")).await.unwrap();
-    let one = fixtures::start_bundled(bundled("1")).await.unwrap();
+    let zero = instance("0");
+    let one = instance("1");
     let router = Router::start(&[Route::instances("pair", vec![zero.addr, one.addr])]).unwrap();
     let mut a = via(&router, "pair.apps.wscheck.test");
     a.connections = Some(6);

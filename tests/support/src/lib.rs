@@ -79,6 +79,123 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A `wscheck-server` process on a loopback port it chose (`PORT=0`), its output kept.
+pub struct ServerProcess {
+    pub child: ChildGuard,
+    pub addr: SocketAddr,
+    /// Everything the process printed (stdout and stderr).
+    output: std::sync::Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `binary` with a clean environment plus `env`; waits for its listening line.
+    pub fn start(binary: &Path, env: &[(&str, &str)]) -> ServerProcess {
+        let mut command = Command::new(binary);
+        command
+            .env_clear()
+            .env("PORT", "0")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = ChildGuard(command.spawn().expect("start wscheck-server"));
+        let output = std::sync::Arc::new(Mutex::new(String::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let stdout = child.0.stdout.take().expect("piped stdout");
+        let stderr = child.0.stderr.take().expect("piped stderr");
+        for (pipe, port_tx) in [
+            (
+                Box::new(stdout) as Box<dyn std::io::Read + Send>,
+                Some(port_tx),
+            ),
+            (Box::new(stderr), None),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let (Some(tx), Some(rest)) =
+                        (&port_tx, line.split("listening addr=0.0.0.0:").nth(1))
+                        && let Some(Ok(port)) =
+                            rest.split_whitespace().next().map(str::parse::<u16>)
+                    {
+                        let _ = tx.send(port);
+                    }
+                    let mut all = output.lock().unwrap_or_else(|p| p.into_inner());
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            });
+        }
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server printed its listening address");
+        ServerProcess {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            output,
+        }
+    }
+
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Asserts the process still runs and never printed a panic.
+    pub fn assert_healthy(&mut self) {
+        assert!(
+            self.child.0.try_wait().expect("wait").is_none(),
+            "server exited:\n{}",
+            self.output()
+        );
+        let output = self.output();
+        assert!(!output.contains("panicked"), "server panicked:\n{output}");
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+}
+
+/// The `wscheck-server` binary of this workspace (debug), built if needed.
+pub fn server_binary() -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !*built {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--locked",
+                "-p",
+                "wscheck-server",
+                "--bin",
+                "wscheck-server",
+            ])
+            .current_dir(repo_root())
+            .status()
+            .expect("cargo build -p wscheck-server");
+        assert!(status.success(), "building wscheck-server failed");
+        *built = true;
+    }
+    // Next to this test binary's own profile directory (target/debug/deps/..).
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("wscheck-server")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| repo_root().join("target/debug/wscheck-server"))
+}
+
 /// A port that was free a moment ago on 127.0.0.1, for peers that only take a port number
 /// (the article's `server.js` reads `PORT`).
 pub fn free_port() -> u16 {
