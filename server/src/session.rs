@@ -117,6 +117,18 @@ struct Burst {
 }
 
 impl Session {
+    fn new(max_message_size: usize) -> Self {
+        Self {
+            max_message_size,
+            context: None,
+            partial: Vec::new(),
+            in_fragmented_message: false,
+            messages_in: 0,
+            messages_out: 0,
+            heard_since_ping: true,
+        }
+    }
+
     fn context(&mut self) -> &mut WebSocketContext {
         let config = websocket_config(self.max_message_size);
         self.context
@@ -383,15 +395,7 @@ pub(crate) async fn run(start: Box<Start>, shared: std::sync::Arc<Shared>) {
     drop((forwarded_for, path));
     // Milliseconds since the server started, not an Instant: 8 bytes less per session.
     let opened = shared.started.elapsed().as_millis() as u64;
-    let mut session = Session {
-        max_message_size: shared.config.max_message_size,
-        context: None,
-        partial: Vec::new(),
-        in_fragmented_message: false,
-        messages_in: 0,
-        messages_out: 0,
-        heard_since_ping: true,
-    };
+    let mut session = Session::new(shared.config.max_message_size);
     let end = match Box::pin(greet(&mut tcp, &mut session, leftover, info.map(Box::new))).await {
         Ok(()) => echo(&mut tcp, &mut session, &shared).await,
         Err(end) => end,
@@ -506,15 +510,7 @@ mod tests {
     use super::*;
 
     fn session() -> Session {
-        Session {
-            max_message_size: 1024,
-            context: None,
-            partial: Vec::new(),
-            in_fragmented_message: false,
-            messages_in: 0,
-            messages_out: 0,
-            heard_since_ping: true,
-        }
+        Session::new(1024)
     }
 
     /// A masked client frame.

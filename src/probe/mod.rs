@@ -316,18 +316,12 @@ pub(crate) async fn open<R>(
             Ok(()) => result.timings.proxy = ms(started),
             Err(failure) => {
                 let (kind, message, response) = match failure {
-                    proxy::ProxyFailure::AuthRequired(r) => (
-                        FailureKind::ProxyAuthRequired,
-                        format!(
-                            "proxy {} answered {} {}",
-                            proxy.display(),
-                            r.status,
-                            r.reason
-                        ),
-                        Some(r),
-                    ),
                     proxy::ProxyFailure::Refused(r) => (
-                        FailureKind::ProxyRefused,
+                        if r.status == 407 {
+                            FailureKind::ProxyAuthRequired
+                        } else {
+                            FailureKind::ProxyRefused
+                        },
                         format!(
                             "proxy {} answered {} {}",
                             proxy.display(),

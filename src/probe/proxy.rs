@@ -12,9 +12,7 @@ use crate::plan::Proxy;
 
 #[derive(Debug)]
 pub enum ProxyFailure {
-    /// 407: the proxy wants credentials (or rejected the ones given).
-    AuthRequired(HttpResponse),
-    /// Any other answer than 2xx.
+    /// Any answer but 2xx (407: the proxy wants credentials, or rejected the ones given).
     Refused(HttpResponse),
     /// The proxy closed, spoke no HTTP, or did not answer in time.
     Broken(String),
@@ -97,11 +95,7 @@ pub async fn tunnel(
                         body: String::from_utf8_lossy(&body[..body.len().min(BODY_LIMIT)])
                             .into_owned(),
                     };
-                    return Err(if status == 407 {
-                        ProxyFailure::AuthRequired(answer)
-                    } else {
-                        ProxyFailure::Refused(answer)
-                    });
+                    return Err(ProxyFailure::Refused(answer));
                 }
                 Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => continue,
                 Ok(httparse::Status::Partial) => {
