@@ -126,6 +126,22 @@ pub struct FailureCount {
     pub detail: String,
 }
 
+impl FailureCount {
+    /// Counts a connection that could not open under its diagnosis code (the first
+    /// detail of each code is kept).
+    pub fn tally(counts: &mut Vec<FailureCount>, result: &ProbeResult) {
+        let d = diagnose(result);
+        match counts.iter_mut().find(|f| f.code == d.code) {
+            Some(f) => f.connections += 1,
+            None => counts.push(FailureCount {
+                code: d.code,
+                connections: 1,
+                detail: d.detail,
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct InstancesResult {
     pub requested: u32,
@@ -601,17 +617,7 @@ async fn instances(plan: &Plan, tls: &TlsSetup, candidate: &Candidate, n: u32) -
                 opened += 1;
                 unknown += 1;
             }
-            Err(result) => {
-                let d = diagnose(&result);
-                match failures.iter_mut().find(|f| f.code == d.code) {
-                    Some(f) => f.connections += 1,
-                    None => failures.push(FailureCount {
-                        code: d.code,
-                        connections: 1,
-                        detail: d.detail,
-                    }),
-                }
-            }
+            Err(result) => FailureCount::tally(&mut failures, &result),
         }
     }
     InstancesResult {

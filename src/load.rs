@@ -15,7 +15,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::{CheckArgs, Format, LoadArgs};
 use crate::deep::FailureCount;
-use crate::diagnose::diagnose;
 use crate::plan::{Candidate, Plan};
 use crate::probe::tls::TlsSetup;
 use crate::probe::{ProbeResult, open};
@@ -414,17 +413,7 @@ pub async fn run_load(plan: Plan, tls: TlsSetup, settings: LoadSettings) -> Load
         };
         match tally.opened {
             Some(Ok(())) => opened += 1,
-            Some(Err(result)) => {
-                let d = diagnose(&result);
-                match failed.iter_mut().find(|f| f.code == d.code) {
-                    Some(f) => f.connections += 1,
-                    None => failed.push(FailureCount {
-                        code: d.code,
-                        connections: 1,
-                        detail: d.detail,
-                    }),
-                }
-            }
+            Some(Err(result)) => FailureCount::tally(&mut failed, &result),
             None => {}
         }
         dropped += u32::from(tally.dropped);
