@@ -47,7 +47,7 @@ impl RoutesReport {
                 canonical_code: r
                     .probes
                     .iter()
-                    .find(|p| p.url == r.verdict.canonical_url)
+                    .find(|p| p.candidate.url == r.verdict.canonical_url)
                     .map(|p| p.diagnosis.code.as_str().to_owned()),
                 summary: r.verdict.summary.clone(),
             })

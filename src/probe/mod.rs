@@ -133,11 +133,13 @@ pub struct RouteInfo {
 /// Everything one probe saw.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeResult {
+    #[serde(flatten)]
     pub candidate: Candidate,
     pub ok: bool,
     /// The last stage attempted (`done` when all passed).
     pub stage: Stage,
     pub failure: Option<Failure>,
+    #[serde(rename = "timings_ms")]
     pub timings: Timings,
     pub route: RouteInfo,
     pub tls: Option<TlsInfo>,

@@ -31,13 +31,13 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(
             out,
             "| `{}` | {} | {} | {} | {} | `{}` |",
-            cell(&probe.url),
+            cell(&probe.candidate.url),
             probe.result_word(),
             probe.stage.as_str(),
             probe
                 .http_status
                 .map_or_else(|| "-".to_owned(), |s| s.to_string()),
-            format_ms(probe.timings_ms.total),
+            format_ms(probe.timings.total),
             probe.diagnosis.code.as_str()
         )?;
     }
@@ -46,7 +46,10 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "\n#### Why\n")?;
         for (code, probes) in &failures {
             let first = probes[0];
-            let urls: Vec<String> = probes.iter().map(|p| format!("`{}`", p.url)).collect();
+            let urls: Vec<String> = probes
+                .iter()
+                .map(|p| format!("`{}`", p.candidate.url))
+                .collect();
             writeln!(out, "- **`{}`** — {}", code.as_str(), code.summary())?;
             writeln!(out, "  - seen at: {}", urls.join(", "))?;
             writeln!(
@@ -95,7 +98,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     if !with_requests.is_empty() {
         writeln!(out, "\n<details><summary>Handshakes</summary>\n")?;
         for probe in with_requests {
-            writeln!(out, "`{}`\n\n```http", probe.url)?;
+            writeln!(out, "`{}`\n\n```http", probe.candidate.url)?;
             for line in &probe.request {
                 writeln!(out, "{line}")?;
             }

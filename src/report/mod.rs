@@ -12,10 +12,7 @@ use wscheck_server::info::{Header, Info};
 use crate::cli::Format;
 use crate::diagnose::{Code, Diagnosis, diagnose};
 use crate::plan::{Plan, Scheme};
-use crate::probe::echo::{EchoInfo, PeerKind};
-use crate::probe::tls::TlsInfo;
-use crate::probe::upgrade::HttpResponse;
-use crate::probe::{ProbeResult, RouteInfo, Stage, Timings};
+use crate::probe::ProbeResult;
 
 /// Version of the JSON document's shape; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -62,51 +59,34 @@ pub struct Verdict {
     pub summary: String,
 }
 
+/// One probe as reported: what it saw, plus its diagnosis.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeView {
-    pub url: String,
-    pub scheme: Scheme,
-    pub explicit_port: Option<u16>,
-    pub host_header: String,
-    #[serde(skip)]
-    pub preference: u8,
-    pub ok: bool,
-    pub stage: Stage,
+    #[serde(flatten)]
+    pub result: ProbeResult,
     pub http_status: Option<u16>,
     pub diagnosis: Diagnosis,
-    pub timings_ms: Timings,
-    pub route: RouteInfo,
-    pub tls: Option<TlsInfo>,
-    pub request: Vec<String>,
-    pub response: Option<HttpResponse>,
-    pub subprotocol: Option<String>,
-    pub credentials_held_back: bool,
-    pub peer: PeerKind,
-    pub echo: Option<EchoInfo>,
+}
+
+impl std::ops::Deref for ProbeView {
+    type Target = ProbeResult;
+    fn deref(&self) -> &ProbeResult {
+        &self.result
+    }
+}
+
+impl std::ops::DerefMut for ProbeView {
+    fn deref_mut(&mut self) -> &mut ProbeResult {
+        &mut self.result
+    }
 }
 
 impl ProbeView {
     fn from_result(result: ProbeResult) -> Self {
-        let diagnosis = diagnose(&result);
         Self {
-            preference: result.candidate.preference(),
-            url: result.candidate.url,
-            scheme: result.candidate.scheme,
-            explicit_port: result.candidate.explicit_port,
-            host_header: result.candidate.host_header,
-            ok: result.ok,
-            stage: result.stage,
             http_status: result.response.as_ref().map(|r| r.status),
-            diagnosis,
-            timings_ms: result.timings,
-            route: result.route,
-            tls: result.tls,
-            request: result.request,
-            response: result.response,
-            subprotocol: result.subprotocol,
-            credentials_held_back: result.credentials_held_back,
-            peer: result.peer,
-            echo: result.echo,
+            diagnosis: diagnose(&result),
+            result,
         }
     }
 
@@ -215,11 +195,11 @@ impl Report {
             .iter()
             .enumerate()
             .filter(|(_, p)| p.diagnosis.code.is_ok())
-            .min_by_key(|(i, p)| (p.preference, *i))
+            .min_by_key(|(i, p)| (p.candidate.preference(), *i))
             .map(|(_, p)| p);
         let canonical = probes
             .iter()
-            .find(|p| p.scheme == Scheme::Wss && p.explicit_port.is_none());
+            .find(|p| p.candidate.scheme == Scheme::Wss && p.candidate.explicit_port.is_none());
         let healthy = match canonical {
             Some(c) => c.diagnosis.code.is_ok(),
             None => recommended.is_some(),
@@ -227,7 +207,7 @@ impl Report {
         let summary = match (recommended, canonical) {
             (Some(r), _) if healthy => format!(
                 "use {} — the route is healthy ({})",
-                r.url,
+                r.candidate.url,
                 match &r.echo {
                     Some(e) if e.verified => format!(
                         "WebSocket opened, echo verified in {:.1} ms",
@@ -238,14 +218,14 @@ impl Report {
             ),
             (Some(r), Some(c)) => format!(
                 "use {} — but the canonical {} fails ({}): on Cloud Foundry it should work",
-                r.url,
-                c.url,
+                r.candidate.url,
+                c.candidate.url,
                 c.diagnosis.code.as_str()
             ),
-            (Some(r), None) => format!("use {}", r.url),
+            (Some(r), None) => format!("use {}", r.candidate.url),
             (None, Some(c)) => format!(
                 "no URL works; start with {}: {} ({})",
-                c.url,
+                c.candidate.url,
                 c.diagnosis.summary,
                 c.diagnosis.code.as_str()
             ),
@@ -283,7 +263,7 @@ impl Report {
             verdict: Verdict {
                 ok: recommended.is_some(),
                 healthy,
-                recommended_url: recommended.map(|r| r.url.clone()),
+                recommended_url: recommended.map(|r| r.candidate.url.clone()),
                 canonical_url,
                 summary,
             },

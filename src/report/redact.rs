@@ -87,7 +87,7 @@ pub fn report(report: &mut Report) {
         *url = text_with_query(url);
     }
     for probe in &mut report.probes {
-        probe.url = text_with_query(&probe.url);
+        probe.candidate.url = text_with_query(&probe.candidate.url);
         probe.request = probe.request.iter().map(|l| head_line(l)).collect();
         if let Some(response) = &mut probe.response {
             for (name, value) in &mut response.headers {

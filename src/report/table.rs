@@ -38,11 +38,11 @@ pub fn probe_table(report: &Report, style: &Style) -> Table {
             result = result.fg(if probe.ok { Color::Green } else { Color::Red });
         }
         table.add_row(vec![
-            Cell::new(&probe.url),
+            Cell::new(&probe.candidate.url),
             result,
             Cell::new(probe.stage.as_str()),
             Cell::new(http_cell(probe)),
-            Cell::new(format_ms(probe.timings_ms.total)),
+            Cell::new(format_ms(probe.timings.total)),
             Cell::new(probe.diagnosis.code.as_str()),
         ]);
     }
@@ -67,7 +67,7 @@ pub fn render(report: &Report, style: &Style, out: &mut dyn Write) -> std::io::R
         for (code, probes) in &failures {
             let first = probes[0];
             writeln!(out, "  {} — {}", code.as_str(), code.summary())?;
-            let urls: Vec<&str> = probes.iter().map(|p| p.url.as_str()).collect();
+            let urls: Vec<&str> = probes.iter().map(|p| p.candidate.url.as_str()).collect();
             writeln!(out, "    seen at:  {}", urls.join(", "))?;
             writeln!(
                 out,
@@ -112,7 +112,7 @@ pub fn render(report: &Report, style: &Style, out: &mut dyn Write) -> std::io::R
     if style.verbose {
         writeln!(out, "\nHandshakes:")?;
         for probe in report.probes.iter().filter(|p| !p.request.is_empty()) {
-            writeln!(out, "  {}", probe.url)?;
+            writeln!(out, "  {}", probe.candidate.url)?;
             for line in &probe.request {
                 writeln!(out, "    > {line}")?;
             }

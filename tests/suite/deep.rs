@@ -226,7 +226,7 @@ async fn through_a_corporate_proxy() {
             p.route.proxy.as_deref(),
             Some(open.addr.to_string().as_str())
         );
-        assert!(p.timings_ms.proxy.is_some());
+        assert!(p.timings.proxy.is_some());
     }
 
     // A proxy that wants credentials.

@@ -513,12 +513,12 @@ async fn credentials_never_go_over_plaintext_unless_allowed() {
     let wss = report
         .probes
         .iter()
-        .find(|p| p.url.starts_with("wss://"))
+        .find(|p| p.candidate.url.starts_with("wss://"))
         .unwrap();
     let ws = report
         .probes
         .iter()
-        .find(|p| p.url.starts_with("ws://"))
+        .find(|p| p.candidate.url.starts_with("ws://"))
         .unwrap();
     assert!(
         wss.diagnosis.code.is_ok() && ws.diagnosis.code.is_ok(),
@@ -577,24 +577,23 @@ async fn a_probe_that_never_gets_an_answer_does_not_delay_the_others() {
     let started = Instant::now();
     let report = check(&a).await;
     let elapsed = started.elapsed();
-    let (holes, others): (Vec<_>, Vec<_>) = report
-        .probes
-        .iter()
-        .partition(|p| p.url.starts_with(&format!("ws://{HOST}/")) || p.url.contains(":80/"));
+    let (holes, others): (Vec<_>, Vec<_>) = report.probes.iter().partition(|p| {
+        p.candidate.url.starts_with(&format!("ws://{HOST}/")) || p.candidate.url.contains(":80/")
+    });
     assert!(
         holes
             .iter()
             .all(|p| p.diagnosis.code.as_str() == "handshake_timeout"),
         "{holes:#?}"
     );
-    assert!(holes.iter().all(|p| p.timings_ms.total >= 2900.0));
+    assert!(holes.iter().all(|p| p.timings.total >= 2900.0));
     for p in &others {
         assert_eq!(p.diagnosis.code.as_str(), "ok", "{p:#?}");
         assert!(
-            p.timings_ms.total < 2000.0,
+            p.timings.total < 2000.0,
             "{} took {} ms",
-            p.url,
-            p.timings_ms.total
+            p.candidate.url,
+            p.timings.total
         );
     }
     // The whole report is bounded by one probe's timeout, not the sum (+ the info read).

@@ -187,7 +187,7 @@ async fn markdown_is_ready_for_a_ticket_and_redacts_secrets() {
 fn stabilise(report: &mut Report) {
     report.generated_at = "2026-01-01T00:00:00Z".into();
     for probe in &mut report.probes {
-        probe.timings_ms.total = 12.0;
+        probe.timings.total = 12.0;
         if let Some(echo) = &mut probe.echo {
             echo.rtt_ms = Some(1.0);
         }

@@ -28,7 +28,7 @@ fn code<'a>(report: &'a Report, url: &str) -> &'a str {
     report
         .probes
         .iter()
-        .find(|p| p.url == url)
+        .find(|p| p.candidate.url == url)
         .unwrap_or_else(|| panic!("no probe for {url}"))
         .diagnosis
         .code
