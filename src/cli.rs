@@ -59,6 +59,10 @@ pub struct LoadArgs {
     /// Message size (at least 32 B).
     #[arg(long, default_value = "64B", value_name = "SIZE")]
     pub size: bytesize::ByteSize,
+    /// Closed loop: messages each connection keeps in flight (sent, echo not yet back).
+    /// 1 is ping-pong; more pipelines them, as a streaming client does.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub in_flight: u32,
     /// Spread the connection openings over this time.
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub ramp_up: std::time::Duration,

@@ -1,6 +1,7 @@
 //! `wscheck load URL`: how many concurrent WebSockets and messages per second a route holds.
-//! Opens N connections (optionally ramped), then echoes messages closed-loop (one in flight
-//! per connection), at a fixed total rate, or not at all (`--rate 0`: hold them idle).
+//! Opens N connections (optionally ramped), then echoes messages closed-loop (`--in-flight`
+//! per connection, one by default), at a fixed total rate, or not at all (`--rate 0`: hold
+//! them idle).
 //! Every echo is checked byte for byte and in order; latency goes into an HdrHistogram.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -8,20 +9,23 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::cli::{CheckArgs, Format, LoadArgs};
 use crate::deep::FailureCount;
 use crate::plan::{Candidate, Plan};
 use crate::probe::tls::TlsSetup;
-use crate::probe::{ProbeResult, open};
+use crate::probe::{ProbeResult, Ws, open};
 
 /// Smallest message: room for the connection and sequence numbers that make every
 /// payload unique and checkable.
 pub const MIN_SIZE: usize = 32;
+
+/// Most messages a connection may keep in flight (`--in-flight`).
+pub const MAX_IN_FLIGHT: u32 = 1024;
 
 /// What to do, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +35,8 @@ pub struct LoadSettings {
     /// Total messages per second over all connections; `None`: closed loop; `0`: idle.
     pub rate: Option<f64>,
     pub size: usize,
+    /// Closed loop: messages each connection keeps in flight.
+    pub in_flight: usize,
     pub ramp_up: Duration,
     pub warmup: Duration,
 }
@@ -60,11 +66,24 @@ impl LoadSettings {
                 "invalid --rate {rate}: must be a number of messages per second, 0 or more"
             ));
         }
+        if !(1..=MAX_IN_FLIGHT).contains(&args.in_flight) {
+            return Err(format!(
+                "invalid --in-flight {}: must be between 1 and {MAX_IN_FLIGHT}",
+                args.in_flight
+            ));
+        }
+        if args.in_flight > 1 && args.rate.is_some() {
+            return Err(
+                "--in-flight is for the closed loop; with --rate, the rate sets how many messages are in flight"
+                    .to_owned(),
+            );
+        }
         Ok(Self {
             connections: args.connections,
             duration: args.duration,
             rate: args.rate,
             size,
+            in_flight: args.in_flight as usize,
             ramp_up: args.ramp_up,
             warmup: args.warmup,
         })
@@ -109,6 +128,8 @@ pub struct SettingsView {
     pub duration_ms: f64,
     pub rate: Option<f64>,
     pub size: usize,
+    /// Closed loop: messages each connection keeps in flight (1: ping-pong).
+    pub in_flight: usize,
     pub ramp_up_ms: f64,
     pub warmup_ms: f64,
 }
@@ -194,9 +215,7 @@ fn is_echo(reply: &str, id: u32, seq: u64, size: usize, header: &mut String) -> 
 struct Tally {
     opened: Option<Result<(), ProbeResult>>,
     dropped: bool,
-    messages: MessagesView,
-    errors: BTreeMap<String, u64>,
-    histogram: Histogram<u64>,
+    exchange: Exchange,
 }
 
 /// The times of a run.
@@ -204,6 +223,129 @@ struct Tally {
 struct Window {
     measure_from: Instant,
     end: Instant,
+}
+
+/// What one connection sent, what is still in flight, and what came back.
+struct Exchange {
+    id: u32,
+    size: usize,
+    window: Window,
+    seq: u64,
+    /// In flight, oldest first: (sequence number, sent at).
+    pending: VecDeque<(u64, Instant)>,
+    messages: MessagesView,
+    errors: BTreeMap<String, u64>,
+    histogram: Histogram<u64>,
+    /// Reused for checking echoes.
+    header: String,
+}
+
+/// What a received frame meant for the loop.
+enum Heard {
+    /// The echo of one of our messages (intact or not): its slot is free again.
+    Echo,
+    /// Something else (the greeting, a ping): carry on.
+    Other,
+    /// The connection ended.
+    End,
+}
+
+impl Exchange {
+    fn new(id: u32, size: usize, window: Window) -> Self {
+        Self {
+            id,
+            size,
+            window,
+            seq: 0,
+            pending: VecDeque::new(),
+            messages: MessagesView::default(),
+            errors: BTreeMap::new(),
+            histogram: new_histogram(),
+            header: String::with_capacity(48),
+        }
+    }
+
+    fn error(&mut self, kind: String) {
+        *self.errors.entry(kind).or_default() += 1;
+    }
+
+    /// Sends `count` messages with one flush: pipelined messages leave in one write.
+    async fn send(&mut self, ws: &mut Ws<'_>, count: usize) -> Result<(), ()> {
+        let first = self.pending.len();
+        let mut sent = Ok(());
+        for _ in 0..count {
+            self.seq += 1;
+            self.pending.push_back((self.seq, Instant::now()));
+            let message = Message::text(payload(self.id, self.seq, self.size));
+            sent = ws.feed(message).await;
+            if sent.is_err() {
+                break;
+            }
+        }
+        if sent.is_ok() {
+            sent = ws.flush().await;
+        }
+        match sent {
+            Ok(()) => {
+                self.messages.sent += count as u64;
+                Ok(())
+            }
+            Err(error) => {
+                // Not known to have left: not sent, so not lost either.
+                self.pending.truncate(first);
+                self.error(format!("send: {error}"));
+                Err(())
+            }
+        }
+    }
+
+    fn hear(&mut self, next: Option<Result<Message, WsError>>) -> Heard {
+        let text = match next {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
+                let key = frame.map_or_else(
+                    || "closed".to_owned(),
+                    |f| format!("closed {}", u16::from(f.code)),
+                );
+                self.error(key);
+                return Heard::End;
+            }
+            Some(Ok(_)) => return Heard::Other,
+            Some(Err(error)) => {
+                self.error(error_kind(&error));
+                return Heard::End;
+            }
+            None => {
+                self.error("eof".to_owned());
+                return Heard::End;
+            }
+        };
+        if text.as_str() == wscheck_server::GREETING {
+            return Heard::Other;
+        }
+        let received = Instant::now();
+        let Some(got) = sequence_of(&text, self.id) else {
+            self.messages.mismatched += 1;
+            return Heard::Other;
+        };
+        let Some(position) = self.pending.iter().position(|(s, _)| *s == got) else {
+            self.messages.mismatched += 1;
+            return Heard::Other;
+        };
+        if position > 0 {
+            self.messages.out_of_order += 1;
+        }
+        let (seq, sent_at) = self.pending.remove(position).expect("position is in range");
+        if !is_echo(&text, self.id, seq, self.size, &mut self.header) {
+            self.messages.mismatched += 1;
+        } else if sent_at >= self.window.measure_from && received <= self.window.end {
+            self.messages.echoed += 1;
+            self.messages.bytes_verified += self.size as u64;
+            let us = received.duration_since(sent_at).as_micros().max(1) as u64;
+            self.histogram.saturating_record(us);
+        }
+        Heard::Echo
+    }
 }
 
 async fn one_connection(
@@ -216,13 +358,6 @@ async fn one_connection(
     window: Window,
 ) -> Tally {
     tokio::time::sleep_until(start_at.into()).await;
-    let mut tally = Tally {
-        opened: None,
-        dropped: false,
-        messages: MessagesView::default(),
-        errors: BTreeMap::new(),
-        histogram: new_histogram(),
-    };
     let mut result = ProbeResult::new(&candidate);
     let deadline = Instant::now() + plan.timeout;
     let interval = match settings.rate {
@@ -233,120 +368,87 @@ async fn one_connection(
     };
     let closed_loop = settings.rate.is_none();
     let idle = settings.rate == Some(0.0);
-    let size = settings.size;
     let timeout = plan.timeout;
-    let ran = open(&plan, &tls, &candidate, &plan.target.path, &mut result, deadline, async |ws, _| {
-        let mut out = (MessagesView::default(), BTreeMap::<String, u64>::new(), new_histogram(), false);
-        let (messages, errors, histogram, dropped) = (&mut out.0, &mut out.1, &mut out.2, &mut out.3);
-        // (seq, payload sent at)
-        let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
-        let mut seq = 0u64;
-        let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut send_next = closed_loop;
-        let end = tokio::time::Instant::from_std(window.end);
-        // One timer for the whole run (a timer per message would cost the generator more
-        // than the server spends on the echo): the end of the window, then a grace period
-        // for the stragglers.
-        let stopper = tokio::time::sleep_until(end);
-        tokio::pin!(stopper);
-        let mut draining = false;
-        let mut header = String::with_capacity(48);
-        loop {
-            if send_next && !draining {
-                send_next = false;
-                seq += 1;
-                let sent_at = Instant::now();
-                if let Err(error) = ws.send(Message::text(payload(id, seq, size))).await {
-                    *errors.entry(format!("send: {error}")).or_default() += 1;
-                    *dropped = true;
-                    break;
-                }
-                messages.sent += 1;
-                pending.push_back((seq, sent_at));
-            }
-            tokio::select! {
-                _ = &mut stopper => {
-                    if draining || pending.is_empty() || idle {
+    let mut exchange = Exchange::new(id, settings.size, window);
+    let exchange_ref = &mut exchange;
+    let ran = open(
+        &plan,
+        &tls,
+        &candidate,
+        &plan.target.path,
+        &mut result,
+        deadline,
+        async |ws, _| {
+            let ex = exchange_ref;
+            let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Messages to send before waiting again.
+            let mut owed = if closed_loop { settings.in_flight } else { 0 };
+            let end = tokio::time::Instant::from_std(window.end);
+            // One timer for the whole run (a timer per message would cost the generator
+            // more than the server spends on the echo): the end of the window, then a
+            // grace period for the stragglers.
+            let stopper = tokio::time::sleep_until(end);
+            tokio::pin!(stopper);
+            let mut draining = false;
+            let mut dropped = false;
+            loop {
+                if owed > 0 && !draining {
+                    if ex.send(ws, owed).await.is_err() {
+                        dropped = true;
                         break;
                     }
-                    draining = true;
-                    stopper.as_mut().reset(end + timeout.min(Duration::from_secs(2)));
+                    owed = 0;
                 }
-                _ = ticker.tick(), if interval.is_some() && !draining => send_next = true,
-                next = ws.next() => match next {
-                    Some(Ok(Message::Text(text))) => {
-                        if text.as_str() == wscheck_server::GREETING {
-                            continue;
+                tokio::select! {
+                    _ = &mut stopper => {
+                        if draining || ex.pending.is_empty() || idle {
+                            break;
                         }
-                        let received = Instant::now();
-                        match sequence_of(&text, id) {
-                            Some(got) => {
-                                let Some(position) = pending.iter().position(|(s, _)| *s == got) else {
-                                    messages.mismatched += 1;
-                                    continue;
-                                };
-                                if position > 0 {
-                                    messages.out_of_order += 1;
-                                }
-                                let (s, sent_at) = pending.remove(position).expect("position is in range");
-                                if !is_echo(&text, id, s, size, &mut header) {
-                                    messages.mismatched += 1;
-                                } else if sent_at >= window.measure_from && received <= window.end {
-                                    messages.echoed += 1;
-                                    messages.bytes_verified += size as u64;
-                                    let us = received.duration_since(sent_at).as_micros().max(1) as u64;
-                                    histogram.saturating_record(us);
-                                }
-                                send_next = closed_loop;
-                                if draining && pending.is_empty() {
+                        draining = true;
+                        stopper.as_mut().reset(end + timeout.min(Duration::from_secs(2)));
+                    }
+                    _ = ticker.tick(), if interval.is_some() && !draining => owed += 1,
+                    next = ws.next() => {
+                        // Then whatever else has already arrived, so that the next batch
+                        // answers all of them in one write.
+                        let mut next = Some(next);
+                        while let Some(frame) = next {
+                            match ex.hear(frame) {
+                                Heard::Echo => owed += usize::from(closed_loop),
+                                Heard::Other => {}
+                                Heard::End => {
+                                    dropped = true;
                                     break;
                                 }
                             }
-                            None => messages.mismatched += 1,
+                            next = ws.next().now_or_never();
+                        }
+                        if dropped || (draining && ex.pending.is_empty()) {
+                            break;
                         }
                     }
-                    Some(Ok(Message::Close(frame))) => {
-                        let key = frame.map_or_else(|| "closed".to_owned(), |f| format!("closed {}", u16::from(f.code)));
-                        *errors.entry(key).or_default() += 1;
-                        *dropped = true;
-                        break;
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(error)) => {
-                        *errors.entry(error_kind(&error)).or_default() += 1;
-                        *dropped = true;
-                        break;
-                    }
-                    None => {
-                        *errors.entry("eof".to_owned()).or_default() += 1;
-                        *dropped = true;
-                        break;
-                    }
-                },
+                }
             }
-        }
-        if !pending.is_empty() {
-            *errors.entry("timeout".to_owned()).or_default() += 1;
-            messages.lost += pending.len() as u64;
-        }
-        if !*dropped {
-            let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
-        }
-        out
-    })
+            if !ex.pending.is_empty() {
+                ex.error("timeout".to_owned());
+                ex.messages.lost += ex.pending.len() as u64;
+            }
+            if !dropped {
+                let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
+            }
+            dropped
+        },
+    )
     .await;
-    match ran {
-        Some((messages, errors, histogram, dropped)) => {
-            tally.opened = Some(Ok(()));
-            tally.messages = messages;
-            tally.errors = errors;
-            tally.histogram = histogram;
-            tally.dropped = dropped && Instant::now() < window.end;
-        }
-        None => tally.opened = Some(Err(result)),
+    Tally {
+        dropped: ran.is_some_and(|dropped| dropped && Instant::now() < window.end),
+        opened: Some(match ran {
+            Some(_) => Ok(()),
+            None => Err(result),
+        }),
+        exchange,
     }
-    tally
 }
 
 fn error_kind(error: &tokio_tungstenite::tungstenite::Error) -> String {
@@ -417,17 +519,17 @@ pub async fn run_load(plan: Plan, tls: TlsSetup, settings: LoadSettings) -> Load
             None => {}
         }
         dropped += u32::from(tally.dropped);
-        let m = tally.messages;
+        let m = tally.exchange.messages;
         messages.sent += m.sent;
         messages.echoed += m.echoed;
         messages.bytes_verified += m.bytes_verified;
         messages.lost += m.lost;
         messages.out_of_order += m.out_of_order;
         messages.mismatched += m.mismatched;
-        for (kind, count) in tally.errors {
+        for (kind, count) in tally.exchange.errors {
             *errors.entry(kind).or_default() += count;
         }
-        let _ = histogram.add(&tally.histogram);
+        let _ = histogram.add(&tally.exchange.histogram);
     }
     let window_s = settings.duration.as_secs_f64();
     messages.per_second = (messages.echoed as f64 / window_s * 10.0).round() / 10.0;
@@ -464,6 +566,7 @@ pub async fn run_load(plan: Plan, tls: TlsSetup, settings: LoadSettings) -> Load
             duration_ms: settings.duration.as_secs_f64() * 1000.0,
             rate: settings.rate,
             size: settings.size,
+            in_flight: settings.in_flight,
             ramp_up_ms: settings.ramp_up.as_secs_f64() * 1000.0,
             warmup_ms: settings.warmup.as_secs_f64() * 1000.0,
         },
@@ -519,7 +622,11 @@ pub fn render(report: &LoadReport, format: Format, out: &mut dyn Write) -> std::
         )?;
     }
     let rate = match s.rate {
-        None => "closed loop (one message in flight per connection)".to_owned(),
+        None if s.in_flight == 1 => "closed loop (one message in flight per connection)".to_owned(),
+        None => format!(
+            "closed loop ({} messages in flight per connection)",
+            s.in_flight
+        ),
         Some(0.0) => "idle (connections held, no messages)".to_owned(),
         Some(r) => format!("{r} msgs/s in total"),
     };

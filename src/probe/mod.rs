@@ -198,11 +198,13 @@ fn budget(stage: Duration, deadline: Instant) -> Duration {
 }
 
 fn client_config() -> WebSocketConfig {
-    // Small buffers: a probe reads a handful of short messages. No frame limit and a
-    // generous message limit: `--sizes` must see what the server sends back, not our cap.
+    // Small buffers: a probe reads a handful of short messages. Writes wait for a flush
+    // up to 16 KiB, so that `load --in-flight` sends a batch in one write (`send` flushes
+    // anyway). No frame limit and a generous message limit: `--sizes` must see what the
+    // server sends back, not our cap.
     WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(16 * 1024)
         .max_frame_size(None)
         .max_message_size(Some(512 << 20))
 }

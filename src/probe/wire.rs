@@ -23,6 +23,10 @@ pub type WireLog = Arc<Mutex<Wire>>;
 pub struct Recorded<S> {
     inner: S,
     log: WireLog,
+    /// Bytes kept so far each way: once both are full, reads and writes skip the lock
+    /// (a load run moves millions of messages through here).
+    read_kept: usize,
+    written_kept: usize,
 }
 
 impl<S> Recorded<S> {
@@ -32,6 +36,8 @@ impl<S> Recorded<S> {
             Self {
                 inner,
                 log: log.clone(),
+                read_kept: 0,
+                written_kept: 0,
             },
             log,
         )
@@ -51,8 +57,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Recorded<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &poll {
+        if let Poll::Ready(Ok(())) = &poll
+            && self.read_kept < KEEP
+        {
             let new = &buf.filled()[before..];
+            self.read_kept += new.len();
             if !new.is_empty()
                 && let Ok(mut log) = self.log.lock()
             {
@@ -71,9 +80,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Recorded<S> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = &poll
-            && let Ok(mut log) = self.log.lock()
+            && self.written_kept < KEEP
         {
-            keep(&mut log.written, &data[..*n]);
+            self.written_kept += n;
+            if let Ok(mut log) = self.log.lock() {
+                keep(&mut log.written, &data[..*n]);
+            }
         }
         poll
     }

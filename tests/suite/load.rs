@@ -92,6 +92,52 @@ async fn closed_loop_rate_and_idle_runs_verify_every_echo() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_messages_come_back_verified_and_in_order() {
+    let app = fixtures::start_bundled(wscheck_server::Config::default())
+        .await
+        .unwrap();
+    let url = format!("ws://{}/", app.addr);
+    let (code, json) = load(&[
+        &url,
+        "--connections",
+        "10",
+        "--duration",
+        "1s",
+        "--in-flight",
+        "8",
+        "--size",
+        "1KiB",
+    ]);
+    assert_eq!(code, Some(0), "{json:#}");
+    assert_eq!(json["settings"]["in_flight"], 8);
+    let echoed = json["messages"]["echoed"].as_u64().unwrap();
+    assert!(echoed > 1000, "{json:#}");
+    assert_eq!(
+        json["messages"]["bytes_verified"].as_u64().unwrap(),
+        echoed * 1024
+    );
+    assert_eq!(json["messages"]["out_of_order"], 0, "{json:#}");
+    assert_eq!(json["messages"]["lost"], 0, "{json:#}");
+
+    // A peer that answers each pair of messages the wrong way round.
+    let swapping = fixtures::start(Behaviour::WsEchoSwapped).await.unwrap();
+    let (code, json) = load(&[
+        &format!("ws://{}/", swapping.addr),
+        "--connections",
+        "2",
+        "--duration",
+        "500ms",
+        "--in-flight",
+        "4",
+    ]);
+    assert_eq!(code, Some(1), "{json:#}");
+    assert_eq!(json["ok"], false);
+    let out_of_order = json["messages"]["out_of_order"].as_u64().unwrap();
+    assert!(out_of_order > 10, "{json:#}");
+    assert_eq!(json["messages"]["mismatched"], 0, "{json:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_counted_with_their_diagnosis_codes() {
     // A connection limit of 5 on the app: the other upgrades get 503 from the app.
     let config = wscheck_server::Config {
@@ -181,6 +227,11 @@ fn bad_load_flags_exit_2() {
         ),
         (vec!["ws://127.0.0.1:9/", "--rate=-1"], "--rate"),
         (vec!["ws://127.0.0.1:9/", "--rate=nan"], "--rate"),
+        (vec!["ws://127.0.0.1:9/", "--in-flight", "0"], "--in-flight"),
+        (
+            vec!["ws://127.0.0.1:9/", "--in-flight", "4", "--rate", "10"],
+            "--in-flight",
+        ),
         (vec!["ftp://x"], "unsupported scheme"),
     ] {
         let output = Command::cargo_bin("wscheck")

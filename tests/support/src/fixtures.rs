@@ -36,6 +36,8 @@ pub enum Behaviour {
     WsIgnoreSubprotocols,
     /// Completes the handshake with an echo, and records the raw request head.
     WsEchoRecording(Arc<std::sync::Mutex<Vec<String>>>),
+    /// Completes the handshake, echoes messages in pairs, the second of each pair first.
+    WsEchoSwapped,
 }
 
 /// A running peer; stops when dropped.
@@ -142,7 +144,8 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send>(mut stream: S, beha
         | Behaviour::WsReply(_)
         | Behaviour::WsClose(_)
         | Behaviour::WsIgnoreSubprotocols
-        | Behaviour::WsEchoRecording(_) => {
+        | Behaviour::WsEchoRecording(_)
+        | Behaviour::WsEchoSwapped => {
             let Some(head) = read_head(&mut stream).await else {
                 return;
             };
@@ -164,11 +167,24 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send>(mut stream: S, beha
             {
                 return;
             }
+            let mut held: Option<Message> = None;
             while let Some(Ok(message)) = ws.next().await {
                 if !message.is_text() && !message.is_binary() {
                     continue;
                 }
                 let reply = match &behaviour {
+                    Behaviour::WsEchoSwapped => match held.take() {
+                        None => {
+                            held = Some(message);
+                            continue;
+                        }
+                        Some(first) => {
+                            if ws.feed(message).await.is_err() {
+                                break;
+                            }
+                            first
+                        }
+                    },
                     Behaviour::WsSilent
                     | Behaviour::WsGreetThenSilent
                     | Behaviour::WsIgnoreSubprotocols => continue,
