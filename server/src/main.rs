@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 /// jemalloc: tokio's per-socket state (task, I/O registration) is cache-line aligned, which
 /// the system allocators (glibc's, and musl's in the static CF bundle) serve with a lot of
-/// padding; with jemalloc an idle socket costs about a fifth less, and the musl build is as
-/// fast as the glibc one.
+/// padding; with jemalloc an idle socket costs about a quarter less (794 B against 1 044 B
+/// with glibc's, measured), and the musl build is as fast as the glibc one.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::time::Duration;
