@@ -213,7 +213,8 @@ fn is_echo(reply: &str, id: u32, seq: u64, size: usize, header: &mut String) -> 
 
 /// One connection's tally.
 struct Tally {
-    opened: Option<Result<(), ProbeResult>>,
+    /// `Err`: why it could not open.
+    opened: Result<(), ProbeResult>,
     dropped: bool,
     exchange: Exchange,
 }
@@ -370,7 +371,6 @@ async fn one_connection(
     let idle = settings.rate == Some(0.0);
     let timeout = plan.timeout;
     let mut exchange = Exchange::new(id, settings.size, window);
-    let exchange_ref = &mut exchange;
     let ran = open(
         &plan,
         &tls,
@@ -379,7 +379,7 @@ async fn one_connection(
         &mut result,
         deadline,
         async |ws, _| {
-            let ex = exchange_ref;
+            let ex = &mut exchange;
             let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // Messages to send before waiting again.
@@ -443,10 +443,7 @@ async fn one_connection(
     .await;
     Tally {
         dropped: ran.is_some_and(|dropped| dropped && Instant::now() < window.end),
-        opened: Some(match ran {
-            Some(_) => Ok(()),
-            None => Err(result),
-        }),
+        opened: ran.map(|_| ()).ok_or(result),
         exchange,
     }
 }
@@ -513,10 +510,9 @@ pub async fn run_load(plan: Plan, tls: TlsSetup, settings: LoadSettings) -> Load
                 .or_default() += 1;
             continue;
         };
-        match tally.opened {
-            Some(Ok(())) => opened += 1,
-            Some(Err(result)) => FailureCount::tally(&mut failed, &result),
-            None => {}
+        match &tally.opened {
+            Ok(()) => opened += 1,
+            Err(result) => FailureCount::tally(&mut failed, result),
         }
         dropped += u32::from(tally.dropped);
         let m = tally.exchange.messages;

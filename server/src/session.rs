@@ -346,24 +346,15 @@ fn poll_burst(
                 }
                 Poll::Ready(Ok(())) => {
                     let n = buf.filled().len();
-                    let next = session.receive(buf.filled());
-                    let burst = match &mut burst {
-                        Some(burst) => {
-                            burst.output.extend_from_slice(&next.output);
-                            burst.end = next.end;
-                            burst
-                        }
-                        None => burst.insert(next),
-                    };
-                    if burst.end.is_some() || n < SCRATCH {
-                        return Poll::Ready(Ok(std::mem::replace(
-                            burst,
-                            Burst {
-                                output: Vec::new(),
-                                end: None,
-                            },
-                        )));
+                    let mut next = session.receive(buf.filled());
+                    if let Some(mut earlier) = burst.take() {
+                        earlier.output.append(&mut next.output);
+                        next.output = earlier.output;
                     }
+                    if next.end.is_some() || n < SCRATCH {
+                        return Poll::Ready(Ok(next));
+                    }
+                    burst = Some(next);
                 }
             }
         }

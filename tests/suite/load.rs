@@ -20,6 +20,26 @@ fn load(args: &[&str]) -> (Option<i32>, Value) {
     (output.status.code(), json)
 }
 
+/// Asserts that every echo of a run came back intact and in order; returns how many.
+fn assert_every_echo_verified(json: &Value, size: u64) -> u64 {
+    let echoed = json["messages"]["echoed"].as_u64().unwrap();
+    assert_eq!(
+        json["messages"]["bytes_verified"].as_u64().unwrap(),
+        echoed * size,
+        "{json:#}"
+    );
+    assert_eq!(
+        (
+            json["messages"]["lost"].as_u64(),
+            json["messages"]["mismatched"].as_u64(),
+            json["messages"]["out_of_order"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{json:#}"
+    );
+    echoed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_loop_rate_and_idle_runs_verify_every_echo() {
     let app = fixtures::start_bundled(wscheck_server::Config::default())
@@ -39,20 +59,8 @@ async fn closed_loop_rate_and_idle_runs_verify_every_echo() {
     assert_eq!(code, Some(0), "{json:#}");
     assert_eq!(json["kind"], "load");
     assert_eq!(json["connections"]["opened"], 20);
-    let echoed = json["messages"]["echoed"].as_u64().unwrap();
+    let echoed = assert_every_echo_verified(&json, 256);
     assert!(echoed > 100, "{json:#}");
-    assert_eq!(
-        json["messages"]["bytes_verified"].as_u64().unwrap(),
-        echoed * 256
-    );
-    assert_eq!(
-        (
-            json["messages"]["lost"].as_u64(),
-            json["messages"]["mismatched"].as_u64(),
-            json["messages"]["out_of_order"].as_u64()
-        ),
-        (Some(0), Some(0), Some(0))
-    );
     let l = &json["latency_us"];
     assert!(
         l["min"].as_u64() <= l["p50"].as_u64()
@@ -110,14 +118,8 @@ async fn pipelined_messages_come_back_verified_and_in_order() {
     ]);
     assert_eq!(code, Some(0), "{json:#}");
     assert_eq!(json["settings"]["in_flight"], 8);
-    let echoed = json["messages"]["echoed"].as_u64().unwrap();
+    let echoed = assert_every_echo_verified(&json, 1024);
     assert!(echoed > 1000, "{json:#}");
-    assert_eq!(
-        json["messages"]["bytes_verified"].as_u64().unwrap(),
-        echoed * 1024
-    );
-    assert_eq!(json["messages"]["out_of_order"], 0, "{json:#}");
-    assert_eq!(json["messages"]["lost"], 0, "{json:#}");
 
     // A peer that answers each pair of messages the wrong way round.
     let swapping = fixtures::start(Behaviour::WsEchoSwapped).await.unwrap();
