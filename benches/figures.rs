@@ -43,22 +43,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(close) = stat.rfind(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// A server under test: a process on a loopback port, started with a raised fd limit.
 struct Server {
     name: &'static str,
@@ -184,6 +168,7 @@ fn throughput(server: &Server, size: &str, in_flight: u32) -> Value {
         },
     );
     let pid = server.child.0.id();
+    let cpu_seconds = |pid| wscheck::load::cpu_seconds(pid).unwrap_or(0.0);
     let server_cpu = cpu_seconds(pid);
     let single = load_in_process(&args);
     let server_cpu = cpu_seconds(pid) - server_cpu;

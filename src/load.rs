@@ -459,9 +459,9 @@ fn error_kind(error: &tokio_tungstenite::tungstenite::Error) -> String {
     }
 }
 
-/// This process's CPU time (user + system), from /proc (Linux; 100 ticks a second).
-pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// A process's CPU time so far (user + system), from /proc (Linux; 100 ticks a second).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // Fields 14 and 15 of stat(5); `after_name` starts at field 3.
@@ -477,7 +477,7 @@ pub async fn run_load(plan: Plan, tls: TlsSetup, settings: LoadSettings) -> Load
     let plan = Arc::new(plan);
     let tls = Arc::new(tls);
     let settings = Arc::new(settings);
-    let cpu_before = process_cpu_seconds();
+    let cpu_before = cpu_seconds(std::process::id());
     let started = Instant::now() + Duration::from_millis(20);
     let measure_from = started + settings.ramp_up + settings.warmup;
     let window = Window {
@@ -538,7 +538,7 @@ pub async fn run_load(plan: Plan, tls: TlsSetup, settings: LoadSettings) -> Load
         max: histogram.max(),
         mean: (histogram.mean() * 10.0).round() / 10.0,
     });
-    let cpu_seconds = match (cpu_before, process_cpu_seconds()) {
+    let cpu_seconds = match (cpu_before, cpu_seconds(std::process::id())) {
         (Some(before), Some(after)) => Some(((after - before) * 100.0).round() / 100.0),
         _ => None,
     };
