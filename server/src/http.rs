@@ -9,7 +9,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::info::{Header, Info, RequestInfo, SERVER_NAME};
-use crate::{HEALTH_PATH, INFO_PATH, SERVER_HEADER, Shared, VERSION, session};
+use crate::linger::linger;
+use crate::protocol::{HEALTH_PATH, INFO_PATH, INFO_WS_PATH, SERVER_HEADER, VERSION};
+use crate::session;
+use crate::shared::Shared;
 
 /// Largest request head accepted; gorouter's own default limit is 1 MiB, but an echo
 /// server has no use for more than this, and it bounds what a hostile client can pin.
@@ -17,12 +20,6 @@ const MAX_HEAD_BYTES: usize = 32 * 1024;
 const MAX_HEADERS: usize = 128;
 /// Time allowed to write a response to a client that may not be reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// After an error response, how long and how much of the rest of the request we discard so
-/// that closing does not reset the connection before the client has read the answer.
-const LINGER_TIME: Duration = Duration::from_secs(1);
-/// Enough to swallow the rest of an oversize message (so its sender sees our 1009 close
-/// frame, not a reset); the time limit bounds it anyway.
-const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// A parsed request head.
 pub(crate) struct RequestHead {
@@ -189,23 +186,6 @@ async fn respond_and_close(stream: &mut TcpStream, response: Response, head_only
     linger(stream).await;
 }
 
-/// Discards what the client still sends, for a moment, before the socket is dropped:
-/// closing with unread input makes the kernel send a reset that can destroy our last
-/// answer (a response or a close frame) before the client reads it.
-pub(crate) async fn linger(stream: &mut TcpStream) {
-    let mut sink = vec![0u8; 8192];
-    let mut discarded = 0;
-    let _ = tokio::time::timeout(LINGER_TIME, async {
-        while discarded < LINGER_BYTES {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => discarded += n,
-            }
-        }
-    })
-    .await;
-}
-
 /// Serves one connection: one request, then either a WebSocket session or a close.
 pub(crate) async fn handle(
     mut stream: TcpStream,
@@ -281,37 +261,7 @@ async fn handle_upgrade(
     local_port: u16,
     shared: &Arc<Shared>,
 ) {
-    let missing = missing_upgrade_parts(&head);
-    if !missing.is_empty() {
-        tracing::info!(%peer, target = %head.target, missing = %missing.join(", "), "426: WebSocket handshake without its upgrade headers");
-        let body = format!(
-            "426 Upgrade Required: a WebSocket handshake reached the app without: {}.\n\
-             A proxy between the client and this app dropped the hop-by-hop headers \
-             (or the client does not speak WebSocket).\n",
-            missing.join(", ")
-        );
-        let response = Response::text(426, "Upgrade Required", body)
-            .with_header("Upgrade", "websocket")
-            .with_header("Sec-WebSocket-Version", "13");
-        return respond_and_close(&mut stream, response, false).await;
-    }
-    if head.method != "GET" {
-        let response = Response::text(
-            405,
-            "Method Not Allowed",
-            "a WebSocket handshake must be a GET\n",
-        )
-        .with_header("Allow", "GET");
-        return respond_and_close(&mut stream, response, false).await;
-    }
-    if head.header("sec-websocket-version").map(str::trim) != Some("13") {
-        let response = Response::text(
-            426,
-            "Upgrade Required",
-            "unsupported Sec-WebSocket-Version; this server speaks 13\n",
-        )
-        .with_header("Upgrade", "websocket")
-        .with_header("Sec-WebSocket-Version", "13");
+    if let Some(response) = refuse_handshake(&head, peer) {
         return respond_and_close(&mut stream, response, false).await;
     }
     let Ok(permit) = shared.sessions.clone().try_acquire_owned() else {
@@ -327,28 +277,12 @@ async fn handle_upgrade(
         .with_header("Retry-After", "1");
         return respond_and_close(&mut stream, response, false).await;
     };
-
-    let key = head.header("sec-websocket-key").unwrap_or_default();
-    let accept =
-        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.trim().as_bytes());
-    // An echo server speaks any subprotocol: pick the client's first choice so the prober
-    // can show that negotiation works end to end.
-    let protocol = head
-        .header("sec-websocket-protocol")
-        .and_then(|list| list.split(',').map(str::trim).find(|p| !p.is_empty()))
-        .map(str::to_owned);
-    let mut response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{SERVER_HEADER}: {VERSION}\r\n"
-    );
-    if let Some(protocol) = &protocol {
-        response.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
-    }
-    response.push_str("\r\n");
+    let response = switching_protocols(&head);
     match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(response.as_bytes())).await {
         Ok(Ok(())) => {}
         _ => return,
     }
-    let info = (head.path() == crate::INFO_WS_PATH).then(|| head.info(peer, local_port, shared));
+    let info = (head.path() == INFO_WS_PATH).then(|| head.info(peer, local_port, shared));
     let forwarded_for = head.header("x-forwarded-for").map(str::to_owned);
     let RequestHead {
         target: path,
@@ -368,6 +302,64 @@ async fn handle_upgrade(
         permit,
     });
     shared.tracker.spawn(session::run(start, shared.clone()));
+}
+
+/// The answer to a handshake this server cannot accept: upgrade headers missing (a proxy
+/// dropped them), not a GET, or another WebSocket version.
+fn refuse_handshake(head: &RequestHead, peer: SocketAddr) -> Option<Response> {
+    let missing = missing_upgrade_parts(head);
+    if !missing.is_empty() {
+        tracing::info!(%peer, target = %head.target, missing = %missing.join(", "), "426: WebSocket handshake without its upgrade headers");
+        let body = format!(
+            "426 Upgrade Required: a WebSocket handshake reached the app without: {}.\n\
+             A proxy between the client and this app dropped the hop-by-hop headers \
+             (or the client does not speak WebSocket).\n",
+            missing.join(", ")
+        );
+        let response = Response::text(426, "Upgrade Required", body)
+            .with_header("Upgrade", "websocket")
+            .with_header("Sec-WebSocket-Version", "13");
+        return Some(response);
+    }
+    if head.method != "GET" {
+        let response = Response::text(
+            405,
+            "Method Not Allowed",
+            "a WebSocket handshake must be a GET\n",
+        )
+        .with_header("Allow", "GET");
+        return Some(response);
+    }
+    if head.header("sec-websocket-version").map(str::trim) != Some("13") {
+        let response = Response::text(
+            426,
+            "Upgrade Required",
+            "unsupported Sec-WebSocket-Version; this server speaks 13\n",
+        )
+        .with_header("Upgrade", "websocket")
+        .with_header("Sec-WebSocket-Version", "13");
+        return Some(response);
+    }
+    None
+}
+
+/// The 101, marked as this server's, with the client's first subprotocol: an echo server
+/// speaks any, so the prober can show that negotiation works end to end.
+fn switching_protocols(head: &RequestHead) -> String {
+    let key = head.header("sec-websocket-key").unwrap_or_default();
+    let accept =
+        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.trim().as_bytes());
+    let protocol = head
+        .header("sec-websocket-protocol")
+        .and_then(|list| list.split(',').map(str::trim).find(|p| !p.is_empty()));
+    let mut response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{SERVER_HEADER}: {VERSION}\r\n"
+    );
+    if let Some(protocol) = protocol {
+        response.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    response.push_str("\r\n");
+    response
 }
 
 fn plain_response(

@@ -27,7 +27,9 @@ use tokio_tungstenite::tungstenite::protocol::{
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use crate::info::Info;
-use crate::{ECHO_PREFIX, GREETING, Shared};
+use crate::linger::linger;
+use crate::protocol::{ECHO_PREFIX, GREETING};
+use crate::shared::{Beat, Shared};
 
 /// Per-thread scratch for reads; 64 KiB takes a large burst in one system call.
 const SCRATCH: usize = 64 * 1024;
@@ -414,7 +416,7 @@ pub(crate) async fn run(start: Box<Start>, shared: std::sync::Arc<Shared>) {
     };
     let mut beat = shared.beat.subscribe();
     beat.mark_unchanged(); // a ping beat from before this session opened is not for it
-    let mut going_away = *beat.borrow() == crate::Beat::Shutdown;
+    let mut going_away = *beat.borrow() == Beat::Shutdown;
     let end = loop {
         if going_away {
             break Box::pin(close_going_away(&mut live)).await;
@@ -456,7 +458,7 @@ pub(crate) async fn run(start: Box<Start>, shared: std::sync::Arc<Shared>) {
                 }
             }
             Step::Beat(moved) => {
-                going_away = !moved || *beat.borrow_and_update() == crate::Beat::Shutdown;
+                going_away = !moved || *beat.borrow_and_update() == Beat::Shutdown;
                 if !going_away && let Err(end) = Box::pin(ping(&mut live)).await {
                     break end;
                 }
@@ -504,7 +506,7 @@ async fn finish(mut live: Live, end: End, shared: &Shared) {
         // Wait for the peer's close frame, swallowing what it still sends (the rest of an
         // oversize message) before our FIN: a proxy in between tears both sides down on
         // it, and the reset would destroy the close frame the peer has not read yet.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, crate::http::linger(&mut live.tcp)).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, linger(&mut live.tcp)).await;
         let _ = live.tcp.shutdown().await;
     }
     let Live {
