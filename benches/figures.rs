@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wscheck::cli::{ConnectionArgs, LoadArgs};
+use wscheck::cli::to_plan;
 use wscheck_testkit::standin::{Route, Router};
 use wscheck_testkit::{ChildGuard, fixtures, free_port, node_dir, repo_root};
 
@@ -84,6 +84,7 @@ fn start_server(name: &'static str, command: &str, port: u16) -> Server {
 }
 
 /// What a generator does.
+#[derive(Clone)]
 struct Load<'a> {
     connections: u32,
     size: &'a str,
@@ -94,28 +95,63 @@ struct Load<'a> {
     ramp_up: Duration,
 }
 
-fn load_args(addr: SocketAddr, load: &Load<'_>) -> LoadArgs {
-    LoadArgs {
+/// A load run against a server: the URL and what to do.
+#[derive(Clone)]
+struct LoadRun<'a> {
+    url: String,
+    load: Load<'a>,
+}
+
+fn load_args<'a>(addr: SocketAddr, load: &Load<'a>) -> LoadRun<'a> {
+    LoadRun {
         url: format!("ws://{addr}/"),
-        connections: load.connections,
-        duration: load.duration,
-        rate: load.rate,
-        size: load.size.parse().unwrap(),
-        in_flight: load.in_flight,
-        ramp_up: load.ramp_up,
-        warmup: load.warmup,
-        format: wscheck::cli::Format::Json,
-        conn: ConnectionArgs {
-            timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-            ..ConnectionArgs::default()
-        },
+        load: load.clone(),
     }
 }
 
-/// One generator thread in this process (as in the baseline).
-fn load_in_process(args: &LoadArgs) -> Value {
-    let (plan, settings) = wscheck::load::plan_load(args).unwrap();
+impl LoadRun<'_> {
+    /// `load URL ...` for one generator of `processes`, connections and rate split
+    /// between them: the command line a user would type.
+    fn argv(&self, processes: u32) -> Vec<String> {
+        let l = &self.load;
+        let mut argv: Vec<String> = [
+            "load".to_owned(),
+            self.url.clone(),
+            "--connections".to_owned(),
+            (l.connections / processes).to_string(),
+            "--size".to_owned(),
+            l.size.to_owned(),
+            "--in-flight".to_owned(),
+            l.in_flight.to_string(),
+            "--duration".to_owned(),
+            format!("{}ms", l.duration.as_millis()),
+            "--warmup".to_owned(),
+            format!("{}ms", l.warmup.as_millis()),
+            "--ramp-up".to_owned(),
+            format!("{}ms", l.ramp_up.as_millis()),
+            "--format".to_owned(),
+            "json".to_owned(),
+        ]
+        .into();
+        if let Some(rate) = l.rate {
+            argv.extend([
+                "--rate".to_owned(),
+                (rate / f64::from(processes)).to_string(),
+            ]);
+        }
+        argv
+    }
+}
+
+/// One generator thread in this process (as in the baseline), its options parsed from the
+/// same command line as the binary's.
+fn load_in_process(run: &LoadRun<'_>) -> Value {
+    let argv = std::iter::once("wscheck".to_owned()).chain(run.argv(1));
+    let cli = <wscheck::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+    let env = wscheck::plan::EnvProxy::default();
+    let Ok(to_plan::Command::Load { plan, settings, .. }) = to_plan::command(cli, &env) else {
+        panic!("a load command");
+    };
     let tls = wscheck::probe::tls::TlsSetup::new(None, false).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -125,23 +161,19 @@ fn load_in_process(args: &LoadArgs) -> Value {
 }
 
 /// `processes` generator processes (the wscheck binary), connections split between them.
-fn load_in_processes(args: &LoadArgs, processes: u32) -> Vec<Value> {
+fn load_in_processes(run: &LoadRun<'_>, processes: u32) -> Vec<Value> {
     let children: Vec<_> = (0..processes)
         .map(|_| {
-            let per = args.connections / processes;
             let mut command = Command::new("bash");
             let line = format!(
-                "ulimit -n 20000 && exec {} load {} --connections {per} --size {} --in-flight {} --duration {}ms --warmup {}ms --ramp-up {}ms --format json{}",
+                "ulimit -n 20000 && exec {} {}",
                 release_binary("wscheck").display(),
-                args.url,
-                args.size.as_u64(),
-                args.in_flight,
-                args.duration.as_millis(),
-                args.warmup.as_millis(),
-                args.ramp_up.as_millis(),
-                args.rate.map(|r| format!(" --rate {}", r / f64::from(processes))).unwrap_or_default()
+                run.argv(processes).join(" ")
             );
-            command.args(["-c", &line]).stdout(Stdio::piped()).stderr(Stdio::inherit());
+            command
+                .args(["-c", &line])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit());
             command.spawn().expect("start generator")
         })
         .collect();
@@ -277,34 +309,46 @@ fn prober_figures() -> Value {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let base = |target: &str| {
-        let mut a = wscheck::cli::CheckArgs {
-            target: Some(target.to_owned()),
-            ..Default::default()
-        };
-        a.conn.timeout = Duration::from_secs(2);
-        a.conn.connect_timeout = Duration::from_secs(2);
-        a.conn.cacert = Some(router.cacert.clone());
-        a.conn.connect_to = router.connect_to(closed);
-        a
+    // Options as a user types them, parsed by clap (so its defaults apply).
+    let base = |target: &str| -> Vec<String> {
+        let mut argv: Vec<String> = [
+            "wscheck",
+            target,
+            "--timeout",
+            "2s",
+            "--connect-timeout",
+            "2s",
+        ]
+        .map(str::to_owned)
+        .into();
+        argv.extend(["--cacert".to_owned(), router.cacert.display().to_string()]);
+        for rule in router.connect_to(closed) {
+            argv.extend(["--connect-to".to_owned(), rule]);
+        }
+        argv
     };
-    let time = |args: &wscheck::cli::CheckArgs| {
-        let plan = wscheck::plan::plan(args).unwrap();
+    let time = |argv: &[String]| {
+        let cli = <wscheck::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        let plan = to_plan::check_plan(&cli.check, &wscheck::plan::EnvProxy::default()).unwrap();
         let started = Instant::now();
         let report = runtime.block_on(wscheck::check(&plan)).unwrap();
         (started.elapsed().as_secs_f64() * 1000.0, report)
     };
     let mut single_args = base("wss://echo.apps.wscheck.test/");
-    single_args.only = true;
+    single_args.push("--only".to_owned());
     let matrix_args = base("echo.apps.wscheck.test");
     let _ = time(&single_args); // warm caches
     let single = median((0..7).map(|_| time(&single_args).0).collect());
     let matrix = median((0..7).map(|_| time(&matrix_args).0).collect());
+    // The first matching --connect-to wins: port 80 into the black hole.
     let mut holed_args = base("echo.apps.wscheck.test");
-    holed_args
-        .conn
-        .connect_to
-        .insert(0, format!(":80:{}:{}", hole.addr.ip(), hole.addr.port()));
+    holed_args.splice(
+        1..1,
+        [
+            "--connect-to".to_owned(),
+            format!(":80:{}:{}", hole.addr.ip(), hole.addr.port()),
+        ],
+    );
     let (holed, report) = time(&holed_args);
     let held = report
         .probes

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
-use wscheck_server::info::Info;
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
-use crate::diagnose::{Code, diagnose};
+use crate::diagnose::{Code, FailureCount, diagnose};
 use crate::plan::{Candidate, Plan};
 use crate::probe::tls::TlsSetup;
+use crate::probe::ws::{close_key, cut_kind, ms, read_info};
 use crate::probe::{ProbeResult, Timings, Ws, open};
 
 /// Everything the deep checks found.
@@ -117,29 +117,6 @@ pub struct InstanceCount {
     pub index: Option<String>,
     pub guid: Option<String>,
     pub connections: u32,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FailureCount {
-    pub code: Code,
-    pub connections: u32,
-    pub detail: String,
-}
-
-impl FailureCount {
-    /// Counts a connection that could not open under its diagnosis code (the first
-    /// detail of each code is kept).
-    pub fn tally(counts: &mut Vec<FailureCount>, result: &ProbeResult) {
-        let d = diagnose(result);
-        match counts.iter_mut().find(|f| f.code == d.code) {
-            Some(f) => f.connections += 1,
-            None => counts.push(FailureCount {
-                code: d.code,
-                connections: 1,
-                detail: d.detail,
-            }),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -251,10 +228,6 @@ pub fn findings(report: &DeepReport) -> Vec<Finding> {
     out
 }
 
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 10_000.0).round() / 10.0
-}
-
 /// Opens `candidate` at `path` and runs `then` on the socket; a failure to open comes back
 /// as its diagnosis.
 async fn with_socket<R>(
@@ -348,19 +321,10 @@ async fn hold(
     held
 }
 
-fn cut_from_error(after: Duration, error: &tokio_tungstenite::tungstenite::Error) -> Cut {
-    use tokio_tungstenite::tungstenite::error::{Error, ProtocolError};
-    let how = match error {
-        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) | Error::ConnectionClosed => {
-            "eof"
-        }
-        Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset => "reset",
-        Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => "eof",
-        _ => "error",
-    };
+fn cut_from_error(after: Duration, error: &WsError) -> Cut {
     Cut {
         after_ms: ms(after),
-        how,
+        how: cut_kind(error).unwrap_or("error"),
         close_code: None,
         detail: error.to_string(),
     }
@@ -414,16 +378,11 @@ async fn await_echo(
                 };
             }
             Some(Ok(Message::Close(frame))) => {
-                return Err(frame.map_or_else(
-                    || "closed".to_owned(),
-                    |f| format!("closed {}", u16::from(f.code)),
-                ));
+                return Err(close_key(frame.map(|f| u16::from(f.code))));
             }
             Some(Ok(_)) => {}
             Some(Err(error)) => {
-                return Err(cut_from_error(Duration::ZERO, &error)
-                    .how
-                    .replace("error", &error.to_string()));
+                return Err(cut_kind(&error).map_or_else(|| error.to_string(), str::to_owned));
             }
             None => return Err("eof".to_owned()),
         }
@@ -457,10 +416,7 @@ async fn sizes(plan: &Plan, tls: &TlsSetup, candidate: &Candidate, sizes: &[usiz
                             std::io::ErrorKind::TimedOut.into(),
                         )))
                     {
-                        return (
-                            Err(cut_from_error(Duration::ZERO, &error).how.to_owned()),
-                            None,
-                        );
+                        return (Err(cut_kind(&error).unwrap_or("error").to_owned()), None);
                     }
                     let echoed = await_echo(ws, &data, kind, deadline).await;
                     let rtt = echoed.is_ok().then(|| ms(sent.elapsed()));
@@ -583,15 +539,7 @@ async fn instances(plan: &Plan, tls: &TlsSetup, candidate: &Candidate, n: u32) -
                 candidate,
                 wscheck_server::INFO_WS_PATH,
                 deadline,
-                async |ws, _| {
-                    let first = tokio::time::timeout_at(deadline.into(), ws.next()).await;
-                    match first {
-                        Ok(Some(Ok(Message::Text(text)))) => {
-                            serde_json::from_str::<Info>(&text).ok()
-                        }
-                        _ => None,
-                    }
-                },
+                async |ws, _| read_info(ws, deadline).await,
             )
             .await;
             let _ = tokio::time::timeout_at(deadline.into(), barrier.wait()).await;

@@ -18,9 +18,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use wscheck_server::Environment;
 
-use crate::cli::{CheckArgs, Format};
+use crate::check::check_with;
+use crate::cli::{Cli, to_plan};
+use crate::error::Error;
+use crate::plan::{EnvProxy, Plan};
 use crate::probe::tls::TlsSetup;
-use crate::report::{Report, table::Style};
+use crate::report::Report;
 
 /// The demo route, under a domain reserved for testing (RFC 2606 `.test`).
 pub const DEMO_ROUTE: &str = "wscheck-demo.apps.wscheck.test";
@@ -54,16 +57,69 @@ fn demo_pki() -> Result<DemoPki, rcgen::Error> {
     })
 }
 
-/// Runs the demo and returns its report.
-pub async fn run(format: Format, _style: &Style) -> Result<(Report, Format), String> {
-    let shutdown = CancellationToken::new();
-    let pki = demo_pki().map_err(|e| format!("demo certificates: {e}"))?;
+fn setup(error: impl std::fmt::Display) -> Error {
+    Error::Setup(format!("demo: {error}"))
+}
 
-    // The app: the bundled server on its own loopback port, with CF's environment.
-    let app_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let app_addr = app_listener.local_addr().map_err(|e| e.to_string())?;
+/// Runs the demo and returns its report.
+pub async fn run() -> Result<Report, Error> {
+    let shutdown = CancellationToken::new();
+    let outcome = run_until(&shutdown).await;
+    shutdown.cancel();
+    outcome
+}
+
+async fn run_until(shutdown: &CancellationToken) -> Result<Report, Error> {
+    let pki = demo_pki().map_err(|e| setup(format!("certificates: {e}")))?;
+    let app_addr = start_app(shutdown).await?;
+
+    // The router: TLS standing for 443, plain standing for 80.
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(setup)?
+    .with_no_client_auth()
+    .with_single_cert(pki.chain, pki.key)
+    .map_err(|e| setup(format!("router certificate: {e}")))?;
+    let acceptor = TlsAcceptor::from(Arc::new(server_config));
+    let tls_listener = bind_loopback().await?;
+    let plain_listener = bind_loopback().await?;
+    let tls_port = tls_listener.local_addr().map_err(setup)?.port();
+    let plain_port = plain_listener.local_addr().map_err(setup)?.port();
+    tokio::spawn(router(
+        tls_listener,
+        Some(acceptor),
+        app_addr,
+        shutdown.clone(),
+    ));
+    tokio::spawn(router(plain_listener, None, app_addr, shutdown.clone()));
+    // Ports 8080 and 4443 lead nowhere, as on CF: a loopback port nobody listens on.
+    let closed_port = bind_loopback().await?.local_addr().map_err(setup)?.port();
+
+    let plan = demo_plan(tls_port, plain_port, closed_port)?;
+    let tls = TlsSetup::from_pem(pki.ca_pem.as_bytes(), false).map_err(setup)?;
+    let mut report = check_with(&plan, &tls).await;
+    report.notes.insert(
+        0,
+        format!(
+            "demo: the bundled server runs as the app on 127.0.0.1:{} behind a local router that stands \
+             for gorouter: TLS \"443\" on 127.0.0.1:{tls_port}, plain \"80\" on 127.0.0.1:{plain_port}; \
+             ports 8080 and 4443 lead to a closed port, as on Cloud Foundry. Try `wscheck <your-route>` next.",
+            app_addr.port()
+        ),
+    );
+    Ok(report)
+}
+
+async fn bind_loopback() -> Result<TcpListener, Error> {
+    TcpListener::bind("127.0.0.1:0").await.map_err(setup)
+}
+
+/// The app: the bundled server on its own loopback port, with CF's environment.
+async fn start_app(shutdown: &CancellationToken) -> Result<SocketAddr, Error> {
+    let app_listener = bind_loopback().await?;
+    let app_addr = app_listener.local_addr().map_err(setup)?;
     let config = wscheck_server::Config {
         environment: Environment {
             port: Some(app_addr.port().to_string()),
@@ -79,73 +135,25 @@ pub async fn run(format: Format, _style: &Style) -> Result<(Report, Format), Str
         config,
         shutdown.clone(),
     ));
+    Ok(app_addr)
+}
 
-    // The router: TLS standing for 443, plain standing for 80.
-    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(pki.chain, pki.key)
-    .map_err(|e| format!("demo router certificate: {e}"))?;
-    let acceptor = TlsAcceptor::from(Arc::new(server_config));
-    let tls_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let plain_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let tls_port = tls_listener.local_addr().map_err(|e| e.to_string())?.port();
-    let plain_port = plain_listener
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .port();
-    tokio::spawn(router(
-        tls_listener,
-        Some(acceptor),
-        app_addr,
-        shutdown.clone(),
-    ));
-    tokio::spawn(router(plain_listener, None, app_addr, shutdown.clone()));
-
-    // Ports 8080 and 4443 lead nowhere, as on CF: a loopback port nobody listens on.
-    let closed_port = {
-        let probe = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        probe.local_addr().map_err(|e| e.to_string())?.port()
-    };
-
-    let args = CheckArgs {
-        target: Some(DEMO_ROUTE.to_owned()),
-        conn: crate::cli::ConnectionArgs {
-            connect_to: vec![
-                format!("{DEMO_ROUTE}:443:127.0.0.1:{tls_port}"),
-                format!("{DEMO_ROUTE}:80:127.0.0.1:{plain_port}"),
-                format!("{DEMO_ROUTE}::127.0.0.1:{closed_port}"),
-            ],
-            timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-            ..Default::default()
-        },
-        format,
-        ..CheckArgs::default()
-    };
-    let plan = crate::plan::plan(&args).map_err(|e| e.to_string())?;
-    let tls = TlsSetup::from_pem(pki.ca_pem.as_bytes(), false)?;
-    let mut report = crate::check_with(&plan, &tls).await?;
-    report.notes.insert(
-        0,
-        format!(
-            "demo: the bundled server runs as the app on 127.0.0.1:{} behind a local router that stands \
-             for gorouter: TLS \"443\" on 127.0.0.1:{tls_port}, plain \"80\" on 127.0.0.1:{plain_port}; \
-             ports 8080 and 4443 lead to a closed port, as on Cloud Foundry. Try `wscheck <your-route>` next.",
-            app_addr.port()
-        ),
-    );
-    shutdown.cancel();
-    Ok((report, format))
+/// The check a user would run against the demo route, as a command line (so that clap's
+/// defaults apply), with the route's ports sent to the local router.
+fn demo_plan(tls_port: u16, plain_port: u16, closed_port: u16) -> Result<Plan, Error> {
+    let argv = [
+        "wscheck".to_owned(),
+        DEMO_ROUTE.to_owned(),
+        "--connect-to".to_owned(),
+        format!("{DEMO_ROUTE}:443:127.0.0.1:{tls_port}"),
+        "--connect-to".to_owned(),
+        format!("{DEMO_ROUTE}:80:127.0.0.1:{plain_port}"),
+        "--connect-to".to_owned(),
+        format!("{DEMO_ROUTE}::127.0.0.1:{closed_port}"),
+    ];
+    let cli = <Cli as clap::Parser>::try_parse_from(argv).map_err(setup)?;
+    // The demo is about the local router: no proxy from this machine's environment.
+    Ok(to_plan::check_plan(&cli.check, &EnvProxy::default())?)
 }
 
 /// Largest request head the demo router reads (gorouter's limit is larger; this is plenty).
@@ -191,30 +199,8 @@ async fn route_one<S: AsyncRead + AsyncWrite + Unpin>(
     proto: &str,
     app: SocketAddr,
 ) {
-    let mut buf = Vec::with_capacity(2048);
-    let head_len = loop {
-        let mut chunk = [0u8; 2048];
-        let n = match tokio::time::timeout(Duration::from_secs(10), client.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => return,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut request = httparse::Request::new(&mut headers);
-        match request.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => break len,
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
-            _ => {
-                return router_error(
-                    &mut client,
-                    400,
-                    "Bad Request",
-                    "",
-                    "400 Bad Request: malformed request",
-                )
-                .await;
-            }
-        }
+    let Some((buf, head_len)) = read_head(&mut client).await else {
+        return;
     };
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut request = httparse::Request::new(&mut headers);
@@ -252,6 +238,42 @@ async fn route_one<S: AsyncRead + AsyncWrite + Unpin>(
             .await;
         }
     };
+    let head = forwarded_head(&request, peer, proto);
+    if upstream.write_all(head.as_bytes()).await.is_err()
+        || upstream.write_all(&buf[head_len..]).await.is_err()
+    {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+/// Reads a request head (and whatever followed it); a malformed or oversized one gets a
+/// 400. The bytes read and the head's length, or `None` when the client is gone.
+async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(client: &mut S) -> Option<(Vec<u8>, usize)> {
+    let mut buf = Vec::with_capacity(2048);
+    loop {
+        let mut chunk = [0u8; 2048];
+        let n = match tokio::time::timeout(Duration::from_secs(10), client.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => return Some((buf, len)),
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
+            _ => {
+                let body = "400 Bad Request: malformed request";
+                router_error(client, 400, "Bad Request", "", body).await;
+                return None;
+            }
+        }
+    }
+}
+
+/// The request head as the app receives it: as sent, plus gorouter's forwarding headers.
+fn forwarded_head(request: &httparse::Request<'_, '_>, peer: SocketAddr, proto: &str) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -276,12 +298,7 @@ async fn route_one<S: AsyncRead + AsyncWrite + Unpin>(
         u64::from(peer.port()) << 16 | u64::from(now.subsec_nanos() & 0xffff),
         now.as_millis()
     ));
-    if upstream.write_all(head.as_bytes()).await.is_err()
-        || upstream.write_all(&buf[head_len..]).await.is_err()
-    {
-        return;
-    }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    head
 }
 
 async fn router_error<S: AsyncWrite + Unpin>(

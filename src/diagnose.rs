@@ -1,5 +1,6 @@
 //! Diagnosis: a pure function from one probe's result to a stable code, who answered, the
-//! explanation and the fix. The texts rest on `cf-websocket-facts.md`; README's
+//! explanation and the fix; and the tally of failed connections by code (deep checks and
+//! `load` open many). The texts rest on `cf-websocket-facts.md`; README's
 //! troubleshooting section repeats them word for word (a test keeps the two in step).
 
 use serde::Serialize;
@@ -645,6 +646,30 @@ fn detail(result: &ProbeResult, code: Code) -> String {
         );
     }
     parts.join("; ")
+}
+
+/// Connections that could not open, counted by diagnosis code.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureCount {
+    pub code: Code,
+    pub connections: u32,
+    pub detail: String,
+}
+
+impl FailureCount {
+    /// Counts a connection that could not open under its diagnosis code (the first
+    /// detail of each code is kept).
+    pub fn tally(counts: &mut Vec<FailureCount>, result: &ProbeResult) {
+        let d = diagnose(result);
+        match counts.iter_mut().find(|f| f.code == d.code) {
+            Some(f) => f.connections += 1,
+            None => counts.push(FailureCount {
+                code: d.code,
+                connections: 1,
+                detail: d.detail,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

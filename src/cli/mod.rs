@@ -1,8 +1,13 @@
-//! Command-line flags (clap structs only); `plan` turns them into a validated plan.
+//! Command-line flags: the clap structs only, plus the proxy environment read at the edge;
+//! `to_plan` turns them into a validated command.
+
+pub mod to_plan;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::plan::EnvProxy;
 
 const AFTER_HELP: &str = "\
 EXIT CODES:
@@ -25,13 +30,13 @@ EXAMPLES:
 #[command(name = "wscheck", version, about, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<CommandArgs>,
     #[command(flatten)]
     pub check: CheckArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum CommandArgs {
     /// Start the bundled echo server behind a local TLS-terminating router on loopback,
     /// probe it as a route, and print the report: what `wscheck <route>` shows on CF.
     Demo(DemoArgs),
@@ -70,8 +75,8 @@ pub struct LoadArgs {
     #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub warmup: std::time::Duration,
     /// Report format.
-    #[arg(long, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = FormatArg::Table, value_name = "FORMAT")]
+    pub format: FormatArg,
     #[command(flatten)]
     pub conn: ConnectionArgs,
 }
@@ -79,13 +84,12 @@ pub struct LoadArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Report format.
-    #[arg(long, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = FormatArg::Table, value_name = "FORMAT")]
+    pub format: FormatArg,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum Format {
-    #[default]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
     /// A table, explanations and a verdict, for people.
     Table,
     /// One JSON document (a stable contract, see schema_version).
@@ -100,7 +104,7 @@ pub enum SchemeArg {
     Wss,
 }
 
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// Route or URL: myapp.example.com, myapp.example.com/socket, or ws://, wss://, http://,
     /// https:// URLs (IPv6 literals and international names work).
@@ -128,8 +132,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "TEXT")]
     pub message: Option<String>,
     /// Report format.
-    #[arg(long, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = FormatArg::Table, value_name = "FORMAT")]
+    pub format: FormatArg,
     /// Print each handshake request and response (secrets redacted).
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -163,7 +167,7 @@ pub struct CheckArgs {
 
 /// How to reach the target: headers, TLS trust, redirection, proxies, timeouts. Shared by
 /// the prober and `wscheck load`.
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Debug, Clone, Args)]
 pub struct ConnectionArgs {
     /// Extra request header, curl style (repeatable): -H 'Authorization: Bearer x'.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
@@ -213,7 +217,10 @@ pub struct ConnectionArgs {
     /// Hosts that bypass the proxy, comma-separated (overrides no_proxy / NO_PROXY).
     #[arg(long, value_name = "HOSTS")]
     pub noproxy: Option<String>,
-    /// Proxy settings read from the environment by the binary (never by tests in-process).
-    #[arg(skip)]
-    pub env_proxy: crate::plan::EnvProxy,
+}
+
+/// Proxy settings from this process's environment (`https_proxy`, `NO_PROXY`, ...). Read
+/// here, at the edge, so that the conversions stay pure and tests pass their own.
+pub fn env_proxy() -> EnvProxy {
+    EnvProxy::from_lookup(|name| std::env::var(name).ok())
 }

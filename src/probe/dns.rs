@@ -2,7 +2,9 @@
 //! pins them.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
+use super::failure::{Failure, FailureKind};
 use crate::plan::Route;
 
 /// Looks up every address of `route.host`; pinned addresses skip DNS.
@@ -23,4 +25,25 @@ pub async fn lookup(route: &Route) -> Result<Vec<IpAddr>, String> {
         return Err(format!("no A or AAAA records for {}", route.host));
     }
     Ok(addrs)
+}
+
+/// The stage as a probe runs it: within `budget`; through a proxy, the name looked up is
+/// the proxy's, so its failure is the proxy's.
+pub async fn stage(
+    dial: &Route,
+    via_proxy: bool,
+    budget: Duration,
+) -> Result<Vec<IpAddr>, Failure> {
+    match tokio::time::timeout(budget, lookup(dial)).await {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(message)) if via_proxy => Err(Failure::new(
+            FailureKind::ProxyRefused,
+            format!("cannot resolve the proxy {}: {message}", dial.host),
+        )),
+        Ok(Err(message)) => Err(Failure::new(FailureKind::DnsFailed, message)),
+        Err(_) => Err(Failure::new(
+            FailureKind::DnsTimeout,
+            format!("no DNS answer for {} in time", dial.host),
+        )),
+    }
 }

@@ -10,6 +10,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use wscheck_server::{ECHO_PREFIX, GREETING};
 
+use super::failure::{Failure, FailureKind};
+
 /// How long an unknown peer (neither the bundled server nor the article's) gets to echo
 /// before the probe settles for "opened, echo not verified": many apps never echo.
 pub const UNKNOWN_PEER_ECHO_WAIT: Duration = Duration::from_secs(2);
@@ -48,6 +50,50 @@ pub enum EchoOutcome {
     TimedOut,
     Mismatch,
     Closed,
+}
+
+impl EchoOutcome {
+    /// The stage's failure, if the outcome is one; the close code and reason come from `info`.
+    pub fn failure(self, info: &EchoInfo) -> Option<Failure> {
+        let (kind, message) = match self {
+            EchoOutcome::Verified | EchoOutcome::Unverified => return None,
+            EchoOutcome::TimedOut => (
+                FailureKind::EchoTimeout,
+                "no echo within the probe timeout".to_owned(),
+            ),
+            EchoOutcome::Mismatch => (
+                FailureKind::EchoMismatch,
+                "messages came back, but not the one sent".to_owned(),
+            ),
+            EchoOutcome::Closed => (
+                FailureKind::EchoClosed,
+                match (info.close_code, &info.close_reason) {
+                    (Some(code), reason) => format!(
+                        "the peer closed the WebSocket ({code} {})",
+                        reason.as_deref().unwrap_or_default()
+                    ),
+                    (None, Some(reason)) => format!("the connection ended: {reason}"),
+                    (None, None) => "the connection ended".to_owned(),
+                },
+            ),
+        };
+        Some(Failure::new(kind, message))
+    }
+}
+
+/// A nonce unique per probe (no need for cryptographic randomness).
+pub fn new_nonce() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "wscheck-{:x}-{n}",
+        nanos ^ u128::from(std::process::id()) << 64
+    )
 }
 
 fn clip(text: &str) -> String {
@@ -91,67 +137,20 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let expect_echo = |peer: PeerKind| peer != PeerKind::Unknown;
     let unknown_until = (sent_at + UNKNOWN_PEER_ECHO_WAIT).min(deadline);
-    let echoed = format!("{ECHO_PREFIX}{nonce}");
     let outcome = loop {
         let wait_until = if expect_echo(peer) {
             deadline
         } else {
             unknown_until
         };
-        let next = match tokio::time::timeout_at(wait_until.into(), ws.next()).await {
-            Err(_) => {
-                break if expect_echo(peer) {
-                    EchoOutcome::TimedOut
-                } else if info.unexpected.is_some() {
-                    EchoOutcome::Mismatch
-                } else {
-                    EchoOutcome::Unverified
-                };
-            }
-            Ok(next) => next,
-        };
-        match next {
-            Some(Ok(Message::Text(text))) => {
-                if text.as_str() == nonce || text.as_str() == echoed {
-                    info.rtt_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
-                    info.reply = Some(clip(&text));
-                    info.verified = true;
-                    break EchoOutcome::Verified;
-                } else if text.as_str() == GREETING && info.greeting.is_none() {
-                    info.greeting = Some(text.to_string());
-                    if peer == PeerKind::Unknown {
-                        peer = PeerKind::ArticleEchoServer;
-                    }
-                } else if info.unexpected.is_none() {
-                    info.unexpected = Some(clip(&text));
+        match tokio::time::timeout_at(wait_until.into(), ws.next()).await {
+            Err(_) if expect_echo(peer) => break EchoOutcome::TimedOut,
+            Err(_) if info.unexpected.is_some() => break EchoOutcome::Mismatch,
+            Err(_) => break EchoOutcome::Unverified,
+            Ok(next) => {
+                if let Some(outcome) = hear(next, nonce, sent_at, &mut info, &mut peer) {
+                    break outcome;
                 }
-            }
-            Some(Ok(Message::Binary(data))) => {
-                if data.as_ref() == nonce.as_bytes() {
-                    info.rtt_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
-                    info.reply = Some(clip(nonce));
-                    info.verified = true;
-                    break EchoOutcome::Verified;
-                }
-                if info.unexpected.is_none() {
-                    info.unexpected = Some(format!("<{} binary bytes>", data.len()));
-                }
-            }
-            Some(Ok(Message::Close(frame))) => {
-                if let Some(frame) = frame {
-                    info.close_code = Some(frame.code.into());
-                    info.close_reason = Some(frame.reason.to_string());
-                }
-                break EchoOutcome::Closed;
-            }
-            Some(Ok(_)) => {}
-            Some(Err(error)) => {
-                info.close_reason = Some(error.to_string());
-                break EchoOutcome::Closed;
-            }
-            None => {
-                info.close_reason = Some("connection closed".to_owned());
-                break EchoOutcome::Closed;
             }
         }
     };
@@ -164,4 +163,61 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         .await;
     }
     (outcome, info, peer)
+}
+
+/// What one received frame means: the echo (verbatim or `Echo: `-prefixed), the article's
+/// greeting (which names the peer), something unexpected (noted), or the end.
+fn hear(
+    next: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    nonce: &str,
+    sent_at: Instant,
+    info: &mut EchoInfo,
+    peer: &mut PeerKind,
+) -> Option<EchoOutcome> {
+    let verified = |info: &mut EchoInfo, reply: &str| {
+        info.rtt_ms = Some(sent_at.elapsed().as_secs_f64() * 1000.0);
+        info.reply = Some(clip(reply));
+        info.verified = true;
+        Some(EchoOutcome::Verified)
+    };
+    match next {
+        Some(Ok(Message::Text(text))) => {
+            if text.as_str() == nonce || text.strip_prefix(ECHO_PREFIX) == Some(nonce) {
+                return verified(info, &text);
+            } else if text.as_str() == GREETING && info.greeting.is_none() {
+                info.greeting = Some(text.to_string());
+                if *peer == PeerKind::Unknown {
+                    *peer = PeerKind::ArticleEchoServer;
+                }
+            } else if info.unexpected.is_none() {
+                info.unexpected = Some(clip(&text));
+            }
+            None
+        }
+        Some(Ok(Message::Binary(data))) => {
+            if data.as_ref() == nonce.as_bytes() {
+                return verified(info, nonce);
+            }
+            if info.unexpected.is_none() {
+                info.unexpected = Some(format!("<{} binary bytes>", data.len()));
+            }
+            None
+        }
+        Some(Ok(Message::Close(frame))) => {
+            if let Some(frame) = frame {
+                info.close_code = Some(frame.code.into());
+                info.close_reason = Some(frame.reason.to_string());
+            }
+            Some(EchoOutcome::Closed)
+        }
+        Some(Ok(_)) => None,
+        Some(Err(error)) => {
+            info.close_reason = Some(error.to_string());
+            Some(EchoOutcome::Closed)
+        }
+        None => {
+            info.close_reason = Some("connection closed".to_owned());
+            Some(EchoOutcome::Closed)
+        }
+    }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use super::failure::{Failure, FailureKind};
+
 /// Why no address accepted the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectError {
@@ -55,4 +57,24 @@ pub async fn connect(
         last.0 = ConnectError::TimedOut;
     }
     Err(last)
+}
+
+/// The stage as a probe runs it; through a proxy, a failure to connect is the proxy's.
+pub async fn stage(
+    addrs: &[IpAddr],
+    port: u16,
+    via_proxy: bool,
+    budget: Duration,
+) -> Result<(TcpStream, SocketAddr), Failure> {
+    connect(addrs, port, budget)
+        .await
+        .map_err(|(error, message)| match error {
+            _ if via_proxy => Failure::new(
+                FailureKind::ProxyRefused,
+                format!("cannot reach the proxy: {message}"),
+            ),
+            ConnectError::Refused => Failure::new(FailureKind::ConnectRefused, message),
+            ConnectError::TimedOut => Failure::new(FailureKind::ConnectTimeout, message),
+            ConnectError::Other => Failure::new(FailureKind::ConnectFailed, message),
+        })
 }

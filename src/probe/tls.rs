@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::failure::{Failure, FailureKind};
 use super::wire::{Recorded, WireLog, looks_like_http};
 
 /// Trust settings shared by every probe of a run.
@@ -321,5 +322,41 @@ pub async fn handshake(
             Err((failure, Some(info).filter(|i| i.certificate.is_some())))
         }
         Err(_) => Err((TlsFailure::TimedOut, None)),
+    }
+}
+
+impl From<TlsFailure> for Failure {
+    fn from(failure: TlsFailure) -> Self {
+        match failure {
+            TlsFailure::PlainPeer(m) => Failure::new(FailureKind::TlsToPlainPeer, m),
+            TlsFailure::Certificate(problem, m) => Failure::new(
+                match problem {
+                    CertificateProblem::Untrusted => FailureKind::TlsCertUntrusted,
+                    CertificateProblem::NameMismatch => FailureKind::TlsCertNameMismatch,
+                    CertificateProblem::Expired => FailureKind::TlsCertExpired,
+                    CertificateProblem::Other => FailureKind::TlsCertInvalid,
+                },
+                m,
+            ),
+            TlsFailure::Handshake(m) => Failure::new(FailureKind::TlsHandshakeFailed, m),
+            TlsFailure::TimedOut => {
+                Failure::new(FailureKind::TlsTimeout, "no TLS handshake in time")
+            }
+        }
+    }
+}
+
+/// The stage as a probe runs it: the stream, or the failure; what was seen of the
+/// certificate either way.
+pub async fn stage(
+    setup: &TlsSetup,
+    tcp: Recorded<TcpStream>,
+    tcp_log: &WireLog,
+    host: &str,
+    budget: Duration,
+) -> (Result<Tls, Failure>, Option<TlsInfo>) {
+    match handshake(setup, tcp, tcp_log, host, budget).await {
+        Ok((stream, info)) => (Ok(stream), Some(info)),
+        Err((failure, info)) => (Err(failure.into()), info),
     }
 }

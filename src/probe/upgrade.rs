@@ -7,8 +7,11 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError, SubProtocolError};
 use tokio_tungstenite::tungstenite::handshake::client::{Request, Response, generate_key};
 
+use super::failure::{Failure, FailureKind};
+use super::wire::{WireLog, looks_like_http, looks_like_tls};
 use crate::plan::{CREDENTIAL_HEADERS, Candidate, Plan};
 
 /// Most bytes of a refusal's body kept for the report.
@@ -144,4 +147,127 @@ pub async fn complete_body<S: AsyncRead + Unpin>(
         }
     })
     .await;
+}
+
+/// Splits the raw request head into lines for the report.
+pub fn head_lines(bytes: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    head.split("\r\n").map(str::to_owned).collect()
+}
+
+/// What a 101 told: the response, the subprotocol picked, and whether the bundled server
+/// sent it.
+pub struct Accepted {
+    pub response: HttpResponse,
+    pub subprotocol: Option<String>,
+    pub from_bundled_server: bool,
+}
+
+impl Accepted {
+    pub fn new(response: &Response) -> Self {
+        Self {
+            response: HttpResponse::from_tungstenite(response, &[]),
+            subprotocol: response
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            from_bundled_server: response
+                .headers()
+                .contains_key(wscheck_server::SERVER_HEADER),
+        }
+    }
+}
+
+/// A handshake that failed: why, the answer if it was HTTP, and whether the bundled
+/// server gave it.
+pub struct Refusal {
+    pub failure: Failure,
+    pub response: Option<HttpResponse>,
+    pub from_bundled_server: bool,
+}
+
+/// The first bytes each way of a probe's connection: TCP (under TLS) and HTTP.
+pub struct Logs<'a> {
+    pub tcp: &'a WireLog,
+    pub http: &'a WireLog,
+}
+
+fn first_read(log: &WireLog) -> Vec<u8> {
+    log.lock().map(|w| w.read.clone()).unwrap_or_default()
+}
+
+/// Classifies a failed handshake; for an HTTP refusal, reads the rest of its body from
+/// `stream` (briefly: the report needs the text, not the stream).
+pub async fn refusal<S: AsyncRead + Unpin>(
+    error: WsError,
+    stream: &mut S,
+    candidate: &Candidate,
+    logs: Logs<'_>,
+    wait: Duration,
+) -> Refusal {
+    if let WsError::Http(response) = &error {
+        let mut body = response.body().clone().unwrap_or_default();
+        complete_body(stream, response, &mut body, wait).await;
+        let http = HttpResponse::from_tungstenite(response, &body);
+        return Refusal {
+            failure: Failure::new(
+                FailureKind::HttpRefused,
+                format!("HTTP {} {}", http.status, http.reason),
+            ),
+            from_bundled_server: http.header(wscheck_server::SERVER_HEADER).is_some(),
+            response: Some(http),
+        };
+    }
+    let got = first_read(logs.http);
+    let tls_peer = !candidate.scheme.is_tls() && looks_like_tls(&first_read(logs.tcp));
+    let kind = match &error {
+        _ if tls_peer => FailureKind::PlainToTlsPeer,
+        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(
+            SubProtocolError::NoSubProtocol,
+        )) => FailureKind::SubprotocolNotAccepted,
+        WsError::Protocol(ProtocolError::HandshakeIncomplete)
+        | WsError::Io(_)
+        | WsError::ConnectionClosed
+        | WsError::AlreadyClosed => FailureKind::HandshakeClosed,
+        WsError::HttpFormat(_) => FailureKind::NotHttp,
+        WsError::Protocol(_) if !got.is_empty() && !looks_like_http(&got) => FailureKind::NotHttp,
+        WsError::Protocol(_) => FailureKind::HandshakeInvalid,
+        _ => FailureKind::HandshakeClosed,
+    };
+    let message = match kind {
+        FailureKind::PlainToTlsPeer => {
+            "the peer answered the plaintext request with TLS bytes".to_owned()
+        }
+        FailureKind::NotHttp => format!(
+            "{error}; first bytes: {:?}",
+            String::from_utf8_lossy(&got[..got.len().min(40)])
+        ),
+        _ => error.to_string(),
+    };
+    Refusal {
+        failure: Failure::new(kind, message),
+        response: None,
+        from_bundled_server: false,
+    }
+}
+
+/// No answer to the upgrade within the probe's time: a TLS peer waiting for a ClientHello
+/// that a plaintext probe never sends, or nobody answering.
+pub fn timed_out(candidate: &Candidate, tcp_log: &WireLog, timeout: Duration) -> Failure {
+    if !candidate.scheme.is_tls() && looks_like_tls(&first_read(tcp_log)) {
+        Failure::new(
+            FailureKind::PlainToTlsPeer,
+            "the peer answered in TLS, then waited",
+        )
+    } else {
+        Failure::new(
+            FailureKind::HandshakeTimeout,
+            format!(
+                "no answer to the upgrade request within the probe timeout ({})",
+                humantime::format_duration(timeout)
+            ),
+        )
+    }
 }

@@ -1,10 +1,12 @@
-//! `--format json`: the report as one JSON document (the contract: see `SCHEMA_VERSION`).
+//! JSON output: any report (probe, load, routes) as one pretty-printed document, the
+//! contract of `SCHEMA_VERSION`.
 
 use std::io::Write;
 
-use super::Report;
+use serde::Serialize;
 
-pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, report)?;
+/// Writes `value` as one JSON document and a newline.
+pub fn write<T: Serialize>(value: &T, out: &mut dyn Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)
 }

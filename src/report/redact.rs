@@ -1,7 +1,6 @@
-//! Redaction: credential header values and token-like query parameters never reach a
-//! report, whatever its format.
-
-use super::Report;
+//! Redaction rules: which header values and query parameters are secrets, and how each is
+//! hidden. `Report::build` applies them to every place of a report that can carry one, so
+//! no format ever shows them.
 
 pub const REDACTED: &str = "[redacted]";
 
@@ -74,51 +73,6 @@ pub fn head_line(line: &str) -> String {
             format!("{name}: {REDACTED}")
         }
         _ => text_with_query(line),
-    }
-}
-
-/// Redacts every place of the report that can carry user secrets.
-pub fn report(report: &mut Report) {
-    report.target.input = text_with_query(&report.target.input);
-    report.target.path = text_with_query(&report.target.path);
-    report.verdict.canonical_url = text_with_query(&report.verdict.canonical_url);
-    report.verdict.summary = text_with_query(&report.verdict.summary);
-    if let Some(url) = &mut report.verdict.recommended_url {
-        *url = text_with_query(url);
-    }
-    for probe in &mut report.probes {
-        probe.candidate.url = text_with_query(&probe.candidate.url);
-        probe.request = probe.request.iter().map(|l| head_line(l)).collect();
-        if let Some(response) = &mut probe.response {
-            for (name, value) in &mut response.headers {
-                *value = header_value(name, value);
-            }
-            if let Some(location) = response
-                .headers
-                .iter_mut()
-                .find(|(n, _)| n.eq_ignore_ascii_case("location"))
-            {
-                location.1 = text_with_query(&location.1);
-            }
-        }
-        probe.diagnosis.detail = text_with_query(&probe.diagnosis.detail);
-    }
-    if let Some(deep) = &mut report.deep {
-        deep.url = text_with_query(&deep.url);
-    }
-    if let Some(app) = &mut report.app {
-        app.via_url = text_with_query(&app.via_url);
-        for header in app
-            .info
-            .request
-            .headers
-            .iter_mut()
-            .chain(app.forwarded_headers.iter_mut())
-        {
-            header.value = header_value(&header.name, &header.value);
-        }
-        app.info.request.line = text_with_query(&app.info.request.line);
-        app.info.request.target = text_with_query(&app.info.request.target);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use wscheck::cli::CheckArgs;
+use crate::support::Args;
 use wscheck::report::Report;
 use wscheck_testkit::ServerProcess;
 use wscheck_testkit::fixtures::{self, Behaviour};
@@ -19,11 +19,11 @@ fn bundled(index: &str) -> wscheck_server::Config {
     config
 }
 
-fn via(router: &Router, host: &str) -> CheckArgs {
+fn via(router: &Router, host: &str) -> Args {
     let mut a = args(&format!("wss://{host}/"));
-    a.only = true;
-    a.conn.cacert = Some(router.cacert.clone());
-    a.conn.connect_to = router.connect_to(closed_port());
+    a.switch("--only");
+    a.set_path("--cacert", &router.cacert);
+    a.set_all("--connect-to", router.connect_to(closed_port()));
     a
 }
 
@@ -46,7 +46,7 @@ async fn hold_measures_an_idle_cut_off_and_pings_keep_the_socket_alive() {
     let router = Router::start(&[route]).unwrap();
 
     let mut a = via(&router, "idle.apps.wscheck.test");
-    a.hold = Some(Duration::from_secs(4));
+    a.set("--hold", "4s");
     let report = check(&a).await;
     let hold = report.deep.as_ref().unwrap().hold.as_ref().unwrap();
     assert!(!hold.survived, "{hold:#?}");
@@ -59,7 +59,7 @@ async fn hold_measures_an_idle_cut_off_and_pings_keep_the_socket_alive() {
     assert_eq!(hold.recommended_ping_interval_s, Some(1));
     assert_eq!(finding_codes(&report), ["idle_timeout"]);
 
-    a.ping_interval = Some(Duration::from_millis(500));
+    a.set("--ping-interval", "500ms");
     let report = check(&a).await;
     let hold = report.deep.as_ref().unwrap().hold.as_ref().unwrap();
     assert!(hold.survived, "{hold:#?}");
@@ -75,10 +75,7 @@ async fn sizes_find_the_largest_message_that_passes() {
     let app = fixtures::start_bundled(bundled("0")).await.unwrap(); // 1 MiB limit
     let router = Router::start(&[Route::new("echo", app.addr)]).unwrap();
     let mut a = via(&router, "echo.apps.wscheck.test");
-    a.sizes = ["1KiB", "64KiB", "1MiB", "4MiB"]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
+    a.set("--sizes", "1KiB,64KiB,1MiB,4MiB");
     let report = check(&a).await;
     let sizes = report.deep.as_ref().unwrap().sizes.as_ref().unwrap();
     assert_eq!(sizes.largest_ok, Some(1 << 20), "{sizes:#?}");
@@ -98,7 +95,7 @@ async fn count_reports_round_trip_percentiles_and_setup_by_stage() {
     let app = fixtures::start_bundled(bundled("0")).await.unwrap();
     let router = Router::start(&[Route::new("echo", app.addr)]).unwrap();
     let mut a = via(&router, "echo.apps.wscheck.test");
-    a.count = Some(50);
+    a.set("--count", "50");
     let report = check(&a).await;
     let latency = report.deep.as_ref().unwrap().latency.as_ref().unwrap();
     assert_eq!(
@@ -136,7 +133,7 @@ async fn connections_show_which_instances_answer_and_a_crashed_one() {
     // Instance 1 crashes: its port stops answering, the router still sends it connections.
     crashed.signal("KILL");
     let mut a = via(&router, "multi.apps.wscheck.test");
-    a.connections = Some(10);
+    a.set("--connections", "10");
     // The matrix probe itself may land on the crashed instance; as a user re-running it
     // would, probe until the recommended URL works.
     let mut report = check(&a).await;
@@ -178,7 +175,7 @@ async fn connections_show_which_instances_answer_and_a_crashed_one() {
     assert!(finding_codes(&report).contains(&"app_unreachable"));
 
     // X-Cf-App-Instance targets the healthy instance only.
-    a.conn.instance = Some(format!("{APP_GUID}:0"));
+    a.set("--instance", format!("{APP_GUID}:0"));
     let report = check(&a).await;
     let instances = report.deep.as_ref().unwrap().instances.as_ref().unwrap();
     assert_eq!(instances.opened, 10, "{instances:#?}");
@@ -195,7 +192,7 @@ async fn two_healthy_instances_both_answer() {
     let one = instance("1");
     let router = Router::start(&[Route::instances("pair", vec![zero.addr, one.addr])]).unwrap();
     let mut a = via(&router, "pair.apps.wscheck.test");
-    a.connections = Some(6);
+    a.set("--connections", "6");
     let report = check(&a).await;
     let instances = report.deep.as_ref().unwrap().instances.as_ref().unwrap();
     let indexes: Vec<_> = instances
@@ -215,29 +212,29 @@ async fn through_a_corporate_proxy() {
     // An open proxy: the tunnel works for wss and ws.
     let open = Tinyproxy::start(None, &[]).unwrap();
     let mut a = args("echo.apps.wscheck.test");
-    a.ports = vec!["default".into()];
-    a.conn.cacert = Some(router.cacert.clone());
-    a.conn.connect_to = router.connect_to(closed_port());
-    a.conn.proxy = Some(open.url(None));
+    a.set("--ports", "default");
+    a.set_path("--cacert", &router.cacert);
+    a.set_all("--connect-to", router.connect_to(closed_port()));
+    a.set("--proxy", open.url(None));
     let report = check(&a).await;
     for p in &report.probes {
         assert_eq!(p.diagnosis.code.as_str(), "ok", "{p:#?}");
         assert_eq!(
-            p.route.proxy.as_deref(),
+            p.result.route.proxy.as_deref(),
             Some(open.addr.to_string().as_str())
         );
-        assert!(p.timings.proxy.is_some());
+        assert!(p.result.timings.proxy.is_some());
     }
 
     // A proxy that wants credentials.
     let guarded = Tinyproxy::start(Some(("alice", "s3cret")), &[]).unwrap();
-    a.conn.proxy = Some(guarded.url(None));
+    a.set("--proxy", guarded.url(None));
     let report = check(&a).await;
     let p = &report.probes[0];
     assert_eq!(p.diagnosis.code.as_str(), "proxy_auth_required", "{p:#?}");
-    assert_eq!(p.stage.as_str(), "proxy");
+    assert_eq!(p.result.stage.as_str(), "proxy");
     assert_eq!(p.http_status, Some(407));
-    a.conn.proxy = Some(guarded.url(Some(("alice", "s3cret"))));
+    a.set("--proxy", guarded.url(Some(("alice", "s3cret"))));
     let report = check(&a).await;
     assert_eq!(
         report.probes[0].diagnosis.code.as_str(),
@@ -248,7 +245,7 @@ async fn through_a_corporate_proxy() {
 
     // A proxy that only tunnels to 443 refuses the router's loopback port.
     let strict = Tinyproxy::start(None, &[443]).unwrap();
-    a.conn.proxy = Some(strict.url(None));
+    a.set("--proxy", strict.url(None));
     let report = check(&a).await;
     assert_eq!(
         report.probes[0].diagnosis.code.as_str(),
@@ -262,7 +259,7 @@ async fn through_a_corporate_proxy() {
     );
 
     // Nothing listens where the proxy should be.
-    a.conn.proxy = Some(format!("http://{}", closed_port()));
+    a.set("--proxy", format!("http://{}", closed_port()));
     let report = check(&a).await;
     assert_eq!(report.probes[0].diagnosis.code.as_str(), "proxy_refused");
 
@@ -277,14 +274,17 @@ async fn through_a_corporate_proxy() {
         .await
         .unwrap();
     let mut a = args("wss://echo.apps.wscheck.test/");
-    a.only = true;
-    a.conn.cacert = Some(router.cacert.clone());
-    a.conn.connect_to = vec![format!(
-        "::{}:{}",
-        intercepting.addr.ip(),
-        intercepting.addr.port()
-    )];
-    a.conn.proxy = Some(open.url(None));
+    a.switch("--only");
+    a.set_path("--cacert", &router.cacert);
+    a.set_all(
+        "--connect-to",
+        vec![format!(
+            "::{}:{}",
+            intercepting.addr.ip(),
+            intercepting.addr.port()
+        )],
+    );
+    a.set("--proxy", open.url(None));
     let report = check(&a).await;
     let p = &report.probes[0];
     assert_eq!(p.diagnosis.code.as_str(), "proxy_tls_intercepted", "{p:#?}");

@@ -47,12 +47,12 @@ async fn ok_through_a_tls_router_with_echo_and_what_reached_the_app() {
     let acceptor = fixtures::tls_acceptor(&t.ca.leaf(&[HOST]).unwrap(), &t.ca).unwrap();
     let front = fixtures::start_tls_front(app.addr, acceptor).await.unwrap();
     let mut a = only(&format!("wss://{HOST}/"), front.addr);
-    a.conn.cacert = Some(t.cacert.clone());
+    a.set_path("--cacert", &t.cacert);
     let report = check(&a).await;
     let probe = single(&report);
     assert_eq!(probe.diagnosis.code.as_str(), "ok", "{probe:#?}");
     assert_eq!(probe.http_status, Some(101));
-    let tls = probe.tls.as_ref().unwrap();
+    let tls = probe.result.tls.as_ref().unwrap();
     assert!(tls.verified);
     assert_eq!(
         tls.alpn.as_deref(),
@@ -60,7 +60,7 @@ async fn ok_through_a_tls_router_with_echo_and_what_reached_the_app() {
         "only http/1.1 is offered"
     );
     assert_eq!(tls.certificate.as_ref().unwrap().sans, [HOST]);
-    let echo = probe.echo.as_ref().unwrap();
+    let echo = probe.result.echo.as_ref().unwrap();
     assert!(echo.verified);
     assert_eq!(
         echo.greeting.as_deref(),
@@ -72,23 +72,27 @@ async fn ok_through_a_tls_router_with_echo_and_what_reached_the_app() {
     );
     // Host and Origin as a browser sends them.
     assert!(
-        probe.request.contains(&format!("Host: {HOST}")),
+        probe.result.request.contains(&format!("Host: {HOST}")),
         "{:?}",
-        probe.request
+        probe.result.request
     );
     assert!(
-        probe.request.contains(&format!("Origin: https://{HOST}")),
+        probe
+            .result
+            .request
+            .contains(&format!("Origin: https://{HOST}")),
         "{:?}",
-        probe.request
+        probe.result.request
     );
     // Header names are case-insensitive; tungstenite writes user headers in lower case.
     assert!(
         probe
+            .result
             .request
             .iter()
             .any(|l| l.to_ascii_lowercase().starts_with("user-agent: wscheck/")),
         "{:?}",
-        probe.request
+        probe.result.request
     );
     let app_view = report.app.as_ref().expect("the bundled server was read");
     assert!(
@@ -118,10 +122,10 @@ async fn dns_failure() {
     // the machine.
     let host = format!("{}.wscheck.test", "a".repeat(64));
     let mut a = args(&format!("wss://{host}/"));
-    a.only = true;
+    a.switch("--only");
     let (code, report) = code_of(&a).await;
     assert_eq!(code, "dns_failure");
-    assert_eq!(single(&report).stage.as_str(), "dns");
+    assert_eq!(single(&report).result.stage.as_str(), "dns");
     assert_eq!(
         single(&report).diagnosis.answered_by,
         wscheck::diagnose::AnsweredBy::Nobody
@@ -135,7 +139,7 @@ async fn connect_refused_and_connect_timeout() {
 
     let full = fixtures::full_backlog().unwrap();
     let mut a = only(&format!("ws://{HOST}:8080/"), full.addr);
-    a.conn.connect_timeout = Duration::from_millis(800);
+    a.set("--connect-timeout", "800ms");
     let (code, report) = code_of(&a).await;
     assert_eq!(code, "connect_timeout", "{report:#?}");
 }
@@ -166,23 +170,31 @@ async fn tls_failures_are_told_apart() {
             .await
             .unwrap();
         let mut a = only(&format!("wss://{HOST}/"), peer.addr);
-        a.conn.cacert = Some(t.cacert.clone());
+        a.set_path("--cacert", &t.cacert);
         let (code, report) = code_of(&a).await;
         assert_eq!(code, expected);
         let probe = single(&report);
-        assert_eq!(probe.stage.as_str(), "tls");
+        assert_eq!(probe.result.stage.as_str(), "tls");
         assert!(
             probe.diagnosis.detail.contains(detail),
             "{}",
             probe.diagnosis.detail
         );
-        assert!(probe.tls.as_ref().unwrap().verification_error.is_some());
+        assert!(
+            probe
+                .result
+                .tls
+                .as_ref()
+                .unwrap()
+                .verification_error
+                .is_some()
+        );
 
         // -k gets through, and still says what was wrong.
-        a.conn.insecure = true;
+        a.switch("--insecure");
         let (code, report) = code_of(&a).await;
         assert_eq!(code, "ok_unverified_echo");
-        assert!(!single(&report).tls.as_ref().unwrap().verified);
+        assert!(!single(&report).result.tls.as_ref().unwrap().verified);
     }
 
     let closer = fixtures::start(Behaviour::CloseOnFirstBytes).await.unwrap();
@@ -270,7 +282,15 @@ async fn gorouter_errors() {
             wscheck::diagnose::AnsweredBy::Gorouter
         );
         assert_eq!(probe.http_status, Some(status));
-        assert!(probe.response.as_ref().unwrap().body.starts_with(body));
+        assert!(
+            probe
+                .result
+                .response
+                .as_ref()
+                .unwrap()
+                .body
+                .starts_with(body)
+        );
     }
 }
 
@@ -402,7 +422,7 @@ async fn handshake_failures() {
 
     let hole = fixtures::start(Behaviour::BlackHole).await.unwrap();
     let mut a = only(&format!("ws://{HOST}/"), hole.addr);
-    a.conn.timeout = Duration::from_secs(1);
+    a.set("--timeout", "1s");
     assert_eq!(code_of(&a).await.0, "handshake_timeout");
 
     let ssh = fixtures::start(Behaviour::NotHttp).await.unwrap();
@@ -416,7 +436,7 @@ async fn handshake_failures() {
 async fn echo_failures() {
     let greeter = fixtures::start(Behaviour::WsGreetThenSilent).await.unwrap();
     let mut a = only(&format!("ws://{HOST}/"), greeter.addr);
-    a.conn.timeout = Duration::from_secs(2);
+    a.set("--timeout", "2s");
     let (code, report) = code_of(&a).await;
     assert_eq!(code, "echo_timeout", "an article echo server must echo");
     assert!(!report.verdict.ok);
@@ -443,16 +463,19 @@ async fn echo_failures() {
 async fn subprotocols_are_offered_and_the_choice_reported() {
     let app = fixtures::start_bundled(cfg()).await.unwrap();
     let mut a = only(&format!("ws://{HOST}/"), app.addr);
-    a.conn.subprotocols = vec!["chat.v2".into(), "chat.v1".into()];
+    a.set_all("--subprotocol", ["chat.v2", "chat.v1"]);
     let (code, report) = code_of(&a).await;
     assert_eq!(code, "ok");
-    assert_eq!(single(&report).subprotocol.as_deref(), Some("chat.v2"));
+    assert_eq!(
+        single(&report).result.subprotocol.as_deref(),
+        Some("chat.v2")
+    );
 
     let ignorer = fixtures::start(Behaviour::WsIgnoreSubprotocols)
         .await
         .unwrap();
     let mut a = only(&format!("ws://{HOST}/"), ignorer.addr);
-    a.conn.subprotocols = vec!["chat.v2".into()];
+    a.set_all("--subprotocol", ["chat.v2"]);
     assert_eq!(code_of(&a).await.0, "subprotocol_not_accepted");
 }
 
@@ -464,10 +487,10 @@ async fn origin_is_sent_replaced_or_left_out() {
         .unwrap();
     let mut a = only(&format!("ws://{HOST}/"), peer.addr);
     check(&a).await;
-    a.conn.origin = Some("https://ui.wscheck.test".into());
+    a.set("--origin", "https://ui.wscheck.test");
     check(&a).await;
-    a.conn.origin = None;
-    a.conn.no_origin = true;
+    a.unset("--origin");
+    a.switch("--no-origin");
     check(&a).await;
     let heads = log.lock().unwrap().clone();
     assert_eq!(heads.len(), 3);
@@ -501,31 +524,34 @@ async fn credentials_never_go_over_plaintext_unless_allowed() {
         .unwrap();
 
     let mut a = args(&format!("user:pw@{HOST}"));
-    a.conn.headers = vec!["Cookie: JSESSIONID=abc123".into()];
-    a.conn.cacert = Some(t.cacert.clone());
-    a.ports = vec!["default".into()];
+    a.add("--header", "Cookie: JSESSIONID=abc123");
+    a.set_path("--cacert", &t.cacert);
+    a.set("--ports", "default");
     // The first matching rule wins: port 80 to the plain peer, the rest to the TLS one.
-    a.conn.connect_to = vec![
-        format!(":80:{}:{}", plain.addr.ip(), plain.addr.port()),
-        format!("::{}:{}", tls.addr.ip(), tls.addr.port()),
-    ];
+    a.set_all(
+        "--connect-to",
+        vec![
+            format!(":80:{}:{}", plain.addr.ip(), plain.addr.port()),
+            format!("::{}:{}", tls.addr.ip(), tls.addr.port()),
+        ],
+    );
     let report = check(&a).await;
     let wss = report
         .probes
         .iter()
-        .find(|p| p.candidate.url.starts_with("wss://"))
+        .find(|p| p.result.candidate.url.starts_with("wss://"))
         .unwrap();
     let ws = report
         .probes
         .iter()
-        .find(|p| p.candidate.url.starts_with("ws://"))
+        .find(|p| p.result.candidate.url.starts_with("ws://"))
         .unwrap();
     assert!(
         wss.diagnosis.code.is_ok() && ws.diagnosis.code.is_ok(),
         "{report:#?}"
     );
-    assert!(!wss.credentials_held_back);
-    assert!(ws.credentials_held_back);
+    assert!(!wss.result.credentials_held_back);
+    assert!(ws.result.credentials_held_back);
     assert!(report.notes.iter().any(|n| n.contains("held back")));
     {
         let heads = log.lock().unwrap();
@@ -549,9 +575,14 @@ async fn credentials_never_go_over_plaintext_unless_allowed() {
         );
     }
     log.lock().unwrap().clear();
-    a.conn.allow_plaintext_credentials = true;
+    a.switch("--allow-plaintext-credentials");
     let report = check(&a).await;
-    assert!(report.probes.iter().all(|p| !p.credentials_held_back));
+    assert!(
+        report
+            .probes
+            .iter()
+            .all(|p| !p.result.credentials_held_back)
+    );
     assert_eq!(
         log.lock()
             .unwrap()
@@ -567,18 +598,22 @@ async fn a_probe_that_never_gets_an_answer_does_not_delay_the_others() {
     let app = fixtures::start_bundled(cfg()).await.unwrap();
     let hole = fixtures::start(Behaviour::BlackHole).await.unwrap();
     let mut a = args(HOST);
-    a.conn.timeout = Duration::from_secs(3);
+    a.set("--timeout", "3s");
     // ws://:80 goes to a black hole; every other port to the app.
-    a.conn.connect_to = vec![
-        format!(":80:{}:{}", hole.addr.ip(), hole.addr.port()),
-        format!("::{}:{}", app.addr.ip(), app.addr.port()),
-    ];
-    a.schemes = vec![wscheck::cli::SchemeArg::Ws];
+    a.set_all(
+        "--connect-to",
+        vec![
+            format!(":80:{}:{}", hole.addr.ip(), hole.addr.port()),
+            format!("::{}:{}", app.addr.ip(), app.addr.port()),
+        ],
+    );
+    a.set("--schemes", "ws");
     let started = Instant::now();
     let report = check(&a).await;
     let elapsed = started.elapsed();
     let (holes, others): (Vec<_>, Vec<_>) = report.probes.iter().partition(|p| {
-        p.candidate.url.starts_with(&format!("ws://{HOST}/")) || p.candidate.url.contains(":80/")
+        p.result.candidate.url.starts_with(&format!("ws://{HOST}/"))
+            || p.result.candidate.url.contains(":80/")
     });
     assert!(
         holes
@@ -586,14 +621,14 @@ async fn a_probe_that_never_gets_an_answer_does_not_delay_the_others() {
             .all(|p| p.diagnosis.code.as_str() == "handshake_timeout"),
         "{holes:#?}"
     );
-    assert!(holes.iter().all(|p| p.timings.total >= 2900.0));
+    assert!(holes.iter().all(|p| p.result.timings.total >= 2900.0));
     for p in &others {
         assert_eq!(p.diagnosis.code.as_str(), "ok", "{p:#?}");
         assert!(
-            p.timings.total < 2000.0,
+            p.result.timings.total < 2000.0,
             "{} took {} ms",
-            p.candidate.url,
-            p.timings.total
+            p.result.candidate.url,
+            p.result.timings.total
         );
     }
     // The whole report is bounded by one probe's timeout, not the sum (+ the info read).

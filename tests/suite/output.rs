@@ -1,8 +1,8 @@
 //! Output formats: the JSON contract, Markdown redaction, the table snapshot.
 
 use serde::Deserialize;
-use wscheck::cli::Format;
-use wscheck::report::{self, Report, table::Style};
+use wscheck::report::Format;
+use wscheck::report::{self, Report, Style};
 use wscheck_testkit::fixtures;
 
 use crate::support::{HOST, args, check, closed_port};
@@ -92,10 +92,13 @@ async fn json_output_keeps_its_contract() {
         .unwrap();
     let refused = closed_port();
     let mut a = args(HOST);
-    a.conn.connect_to = vec![
-        format!(":80:{}:{}", app.addr.ip(), app.addr.port()),
-        format!("::{}:{}", refused.ip(), refused.port()),
-    ];
+    a.set_all(
+        "--connect-to",
+        vec![
+            format!(":80:{}:{}", app.addr.ip(), app.addr.port()),
+            format!("::{}:{}", refused.ip(), refused.port()),
+        ],
+    );
     let report = check(&a).await;
     let text = render(&report, Format::Json);
     let json: JsonReport = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -142,14 +145,20 @@ async fn markdown_is_ready_for_a_ticket_and_redacts_secrets() {
     let mut a = args(&format!(
         "ws://{HOST}/socket?room=7&access_token=s3cr3t-token"
     ));
-    a.only = true;
-    a.conn.allow_plaintext_credentials = true;
-    a.conn.headers = vec![
-        "Authorization: Bearer s3cr3t-bearer".into(),
-        "Cookie: JSESSIONID=s3cr3t-cookie".into(),
-        "X-Api-Key: s3cr3t-key".into(),
-    ];
-    a.conn.connect_to = vec![format!("::{}:{}", app.addr.ip(), app.addr.port())];
+    a.switch("--only");
+    a.switch("--allow-plaintext-credentials");
+    a.set_all(
+        "--header",
+        [
+            "Authorization: Bearer s3cr3t-bearer",
+            "Cookie: JSESSIONID=s3cr3t-cookie",
+            "X-Api-Key: s3cr3t-key",
+        ],
+    );
+    a.set_all(
+        "--connect-to",
+        vec![format!("::{}:{}", app.addr.ip(), app.addr.port())],
+    );
     let report = check(&a).await;
     assert!(report.verdict.ok, "{report:#?}");
     let markdown = render(&report, Format::Markdown);
@@ -187,8 +196,8 @@ async fn markdown_is_ready_for_a_ticket_and_redacts_secrets() {
 fn stabilise(report: &mut Report) {
     report.generated_at = "2026-01-01T00:00:00Z".into();
     for probe in &mut report.probes {
-        probe.timings.total = 12.0;
-        if let Some(echo) = &mut probe.echo {
+        probe.result.timings.total = 12.0;
+        if let Some(echo) = &mut probe.result.echo {
             echo.rtt_ms = Some(1.0);
         }
         probe.diagnosis.detail = probe
@@ -221,11 +230,14 @@ async fn table_snapshot() {
     .await
     .unwrap();
     let mut a = args(HOST);
-    a.conn.connect_to = vec![
-        format!(":80:{}:{}", app.addr.ip(), app.addr.port()),
-        format!(":4443:{}:{}", unknown.addr.ip(), unknown.addr.port()),
-        format!("::{}:{}", refused.ip(), refused.port()),
-    ];
+    a.set_all(
+        "--connect-to",
+        vec![
+            format!(":80:{}:{}", app.addr.ip(), app.addr.port()),
+            format!(":4443:{}:{}", unknown.addr.ip(), unknown.addr.port()),
+            format!("::{}:{}", refused.ip(), refused.port()),
+        ],
+    );
     let mut report = check(&a).await;
     stabilise(&mut report);
     let text = render(&report, Format::Table);

@@ -15,11 +15,11 @@ use crate::support::{args, check, closed_port};
 async fn probe(
     router: &Router,
     host: &str,
-    tweak: impl FnOnce(&mut wscheck::cli::CheckArgs),
+    tweak: impl FnOnce(&mut crate::support::Args),
 ) -> Report {
     let mut a = args(host);
-    a.conn.cacert = Some(router.cacert.clone());
-    a.conn.connect_to = router.connect_to(closed_port());
+    a.set_path("--cacert", &router.cacert);
+    a.set_all("--connect-to", router.connect_to(closed_port()));
     tweak(&mut a);
     check(&a).await
 }
@@ -28,7 +28,7 @@ fn code<'a>(report: &'a Report, url: &str) -> &'a str {
     report
         .probes
         .iter()
-        .find(|p| p.candidate.url == url)
+        .find(|p| p.result.candidate.url == url)
         .unwrap_or_else(|| panic!("no probe for {url}"))
         .diagnosis
         .code
@@ -60,8 +60,8 @@ async fn healthy_route_works_on_443_and_80_and_nowhere_else() {
         }
     }
     let wss = &report.probes[0];
-    assert!(wss.echo.as_ref().unwrap().verified);
-    assert!(wss.tls.as_ref().unwrap().verified);
+    assert!(wss.result.echo.as_ref().unwrap().verified);
+    assert!(wss.result.tls.as_ref().unwrap().verified);
     assert!(report.verdict.ok && report.verdict.healthy);
     assert_eq!(
         report.verdict.recommended_url.as_deref(),
@@ -91,7 +91,10 @@ async fn a_router_that_drops_upgrade_headers_gets_blamed() {
     let mut route = Route::new("stripped", app.addr);
     route.pass_upgrade = false;
     let router = Router::start(&[route]).unwrap();
-    let report = probe(&router, "stripped.apps.wscheck.test", |a| a.only = true).await;
+    let report = probe(&router, "stripped.apps.wscheck.test", |a| {
+        a.switch("--only");
+    })
+    .await;
     let p = &report.probes[0];
     assert_eq!(
         p.diagnosis.code.as_str(),
@@ -114,17 +117,24 @@ async fn a_router_that_drops_upgrade_headers_gets_blamed() {
 async fn app_down_and_unmapped_host() {
     let dead = closed_port();
     let router = Router::start(&[Route::new("down", dead)]).unwrap();
-    let report = probe(&router, "down.apps.wscheck.test", |a| a.only = true).await;
+    let report = probe(&router, "down.apps.wscheck.test", |a| {
+        a.switch("--only");
+    })
+    .await;
     let p = &report.probes[0];
     assert_eq!(p.diagnosis.code.as_str(), "app_unreachable", "{report:#?}");
     assert_eq!(p.http_status, Some(502));
     assert_eq!(p.diagnosis.answered_by, AnsweredBy::Gorouter);
 
-    let report = probe(&router, "nope.apps.wscheck.test", |a| a.only = true).await;
+    let report = probe(&router, "nope.apps.wscheck.test", |a| {
+        a.switch("--only");
+    })
+    .await;
     let p = &report.probes[0];
     assert_eq!(p.diagnosis.code.as_str(), "route_not_found", "{report:#?}");
     assert!(
-        p.response
+        p.result
+            .response
             .as_ref()
             .unwrap()
             .body
@@ -139,12 +149,18 @@ async fn the_articles_node_server_behind_the_router() {
     stripped.pass_upgrade = false;
     let router = Router::start(&[Route::new("article", node_addr), stripped]).unwrap();
 
-    let report = probe(&router, "article.apps.wscheck.test", |a| a.only = true).await;
+    let report = probe(&router, "article.apps.wscheck.test", |a| {
+        a.switch("--only");
+    })
+    .await;
     let p = &report.probes[0];
     assert_eq!(p.diagnosis.code.as_str(), "ok", "{report:#?}");
-    assert_eq!(p.peer, wscheck::probe::echo::PeerKind::ArticleEchoServer);
     assert_eq!(
-        p.echo.as_ref().unwrap().greeting.as_deref(),
+        p.result.peer,
+        wscheck::probe::echo::PeerKind::ArticleEchoServer
+    );
+    assert_eq!(
+        p.result.echo.as_ref().unwrap().greeting.as_deref(),
         Some("Hi, this is the Echo-Server")
     );
     assert!(
@@ -154,7 +170,7 @@ async fn the_articles_node_server_behind_the_router() {
 
     // Reached without its upgrade headers, ws answers its own 426.
     let report = probe(&router, "article-stripped.apps.wscheck.test", |a| {
-        a.only = true
+        a.switch("--only");
     })
     .await;
     let p = &report.probes[0];
@@ -164,7 +180,10 @@ async fn the_articles_node_server_behind_the_router() {
         "{report:#?}"
     );
     assert_eq!(p.diagnosis.answered_by, AnsweredBy::AppOrProxy);
-    assert_eq!(p.response.as_ref().unwrap().body.trim(), "Upgrade Required");
+    assert_eq!(
+        p.result.response.as_ref().unwrap().body.trim(),
+        "Upgrade Required"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,12 +199,18 @@ async fn the_sap_approuter_in_front_of_the_app() {
     ])
     .unwrap();
 
-    let report = probe(&router, "ar.apps.wscheck.test", |a| a.only = true).await;
+    let report = probe(&router, "ar.apps.wscheck.test", |a| {
+        a.switch("--only");
+    })
+    .await;
     let p = &report.probes[0];
     assert_eq!(p.diagnosis.code.as_str(), "ok", "{report:#?}");
-    assert!(p.echo.as_ref().unwrap().verified);
+    assert!(p.result.echo.as_ref().unwrap().verified);
 
-    let report = probe(&router, "ar-nows.apps.wscheck.test", |a| a.only = true).await;
+    let report = probe(&router, "ar-nows.apps.wscheck.test", |a| {
+        a.switch("--only");
+    })
+    .await;
     let p = &report.probes[0];
     assert_eq!(
         p.diagnosis.code.as_str(),
@@ -195,8 +220,8 @@ async fn the_sap_approuter_in_front_of_the_app() {
     assert_eq!(p.diagnosis.answered_by, AnsweredBy::Approuter);
 
     let report = probe(&router, "ar.apps.wscheck.test", |a| {
-        a.only = true;
-        a.conn.origin = Some("https://evil.wscheck.test".into());
+        a.switch("--only");
+        a.set("--origin", "https://evil.wscheck.test");
     })
     .await;
     let p = &report.probes[0];

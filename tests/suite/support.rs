@@ -1,38 +1,107 @@
-//! Helpers for the suite: plans aimed at loopback peers, running a check in-process.
+//! Helpers for the suite: command lines aimed at loopback peers, parsed as the binary
+//! parses them (clap's defaults apply), and checks run in-process.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::Path;
 
-use wscheck::cli::CheckArgs;
+use clap::Parser;
+use wscheck::cli::{Cli, to_plan};
+use wscheck::plan::{EnvProxy, Plan};
 use wscheck::report::{ProbeView, Report};
 
 /// The route name every test uses; `--connect-to` sends it to loopback peers.
 pub const HOST: &str = "app.wscheck.test";
 
-/// Flags for `target`, with short timeouts.
-pub fn args(target: &str) -> CheckArgs {
-    CheckArgs {
-        target: Some(target.to_owned()),
-        conn: wscheck::cli::ConnectionArgs {
-            timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(2),
-            ..Default::default()
-        },
-        ..CheckArgs::default()
+/// A `wscheck TARGET ...` command line under construction. A flag set again replaces its
+/// earlier value; `add` appends to a repeatable flag.
+#[derive(Debug, Clone)]
+pub struct Args {
+    target: String,
+    flags: Vec<(String, Option<String>)>,
+}
+
+impl Args {
+    /// Sets `flag` to `value`, replacing any earlier value.
+    pub fn set(&mut self, flag: &str, value: impl Into<String>) -> &mut Self {
+        self.unset(flag);
+        self.add(flag, value)
+    }
+
+    /// Adds one more `flag value` (for repeatable flags: -H, --connect-to, ...).
+    pub fn add(&mut self, flag: &str, value: impl Into<String>) -> &mut Self {
+        self.flags.push((flag.to_owned(), Some(value.into())));
+        self
+    }
+
+    /// Sets a repeatable `flag` to exactly `values`.
+    pub fn set_all<S: Into<String>>(
+        &mut self,
+        flag: &str,
+        values: impl IntoIterator<Item = S>,
+    ) -> &mut Self {
+        self.unset(flag);
+        for value in values {
+            self.add(flag, value);
+        }
+        self
+    }
+
+    /// Sets `--cacert` (or any flag taking a file) to `path`.
+    pub fn set_path(&mut self, flag: &str, path: &Path) -> &mut Self {
+        self.set(flag, path.to_str().expect("UTF-8 test path"))
+    }
+
+    /// Turns on a flag without a value (`--only`, `-k`, ...).
+    pub fn switch(&mut self, flag: &str) -> &mut Self {
+        if !self.flags.iter().any(|(f, _)| f == flag) {
+            self.flags.push((flag.to_owned(), None));
+        }
+        self
+    }
+
+    /// Removes every occurrence of `flag`.
+    pub fn unset(&mut self, flag: &str) -> &mut Self {
+        self.flags.retain(|(f, _)| f != flag);
+        self
+    }
+
+    /// The command line, program name first.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = vec!["wscheck".to_owned(), self.target.clone()];
+        for (flag, value) in &self.flags {
+            argv.push(flag.clone());
+            argv.extend(value.clone());
+        }
+        argv
+    }
+
+    /// The plan the binary would make of this command line (with no proxy environment).
+    pub fn plan(&self) -> Plan {
+        let cli = Cli::try_parse_from(self.argv()).unwrap_or_else(|e| panic!("{e}"));
+        to_plan::check_plan(&cli.check, &EnvProxy::default()).expect("valid plan")
     }
 }
 
-/// Flags probing only `url`, with every port of the route sent to `peer`.
-pub fn only(url: &str, peer: SocketAddr) -> CheckArgs {
+/// `wscheck TARGET` with short timeouts.
+pub fn args(target: &str) -> Args {
+    let mut args = Args {
+        target: target.to_owned(),
+        flags: Vec::new(),
+    };
+    args.set("--timeout", "5s").set("--connect-timeout", "2s");
+    args
+}
+
+/// Probes only `url`, with every port of the route sent to `peer`.
+pub fn only(url: &str, peer: SocketAddr) -> Args {
     let mut a = args(url);
-    a.only = true;
-    a.conn.connect_to = vec![format!("::{}:{}", peer.ip(), peer.port())];
+    a.switch("--only")
+        .add("--connect-to", format!("::{}:{}", peer.ip(), peer.port()));
     a
 }
 
-pub async fn check(args: &CheckArgs) -> Report {
-    let plan = wscheck::plan::plan(args).expect("valid plan");
-    wscheck::check(&plan).await.expect("check runs")
+pub async fn check(args: &Args) -> Report {
+    wscheck::check(&args.plan()).await.expect("check runs")
 }
 
 /// The single probe of an `--only` report.
@@ -42,7 +111,7 @@ pub fn single(report: &Report) -> &ProbeView {
 }
 
 /// Asserts the one probe's diagnosis code and returns it.
-pub async fn code_of(args: &CheckArgs) -> (String, Report) {
+pub async fn code_of(args: &Args) -> (String, Report) {
     let report = check(args).await;
     let code = single(&report).diagnosis.code.as_str().to_owned();
     (code, report)

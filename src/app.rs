@@ -1,0 +1,108 @@
+//! The program around the library: one async runtime, one dispatch over the command, one
+//! map from errors to exit codes, and the report written to stdout.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use crate::check::check;
+use crate::cli::to_plan::{Command, Output, command};
+use crate::cli::{Cli, env_proxy};
+use crate::error::Error;
+use crate::probe::tls::TlsSetup;
+use crate::report::{self, Style};
+use crate::{demo, load, routes};
+
+/// Exit code: what was asked about works end to end.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: it does not.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: usage or internal error.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Runs a command line as clap parsed it: the report to stdout, errors to stderr.
+pub fn run(parsed: Result<Cli, clap::Error>) -> ExitCode {
+    match parsed.map_err(Error::from).and_then(execute) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => ExitCode::from(exit_code(&error)),
+    }
+}
+
+/// The one place an error becomes a message on stderr and an exit code.
+fn exit_code(error: &Error) -> u8 {
+    use clap::error::ErrorKind;
+    match error {
+        // clap prints help and version to stdout; they are successes.
+        Error::Cli(clap_error) => {
+            let _ = clap_error.print();
+            match clap_error.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => EXIT_OK,
+                _ => EXIT_ERROR,
+            }
+        }
+        Error::Usage(_) | Error::Setup(_) | Error::Output(_) => {
+            eprintln!("wscheck: {error}");
+            EXIT_ERROR
+        }
+    }
+}
+
+/// Runs the command; the exit code says whether what was asked about works.
+fn execute(cli: Cli) -> Result<u8, Error> {
+    let command = command(cli, &env_proxy())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
+    match command {
+        Command::Check { plan, output } => {
+            let report = runtime.block_on(check(&plan))?;
+            write_out(|out| report::render(&report, output.format, &style(output), out))?;
+            Ok(verdict_code(report.verdict.ok))
+        }
+        Command::Routes { plans, output } => {
+            let report = runtime.block_on(routes::check_all(&plans))?;
+            let style = style(output);
+            write_out(|out| report::routes::render(&report, output.format, &style, out))?;
+            Ok(verdict_code(report.all_ok()))
+        }
+        Command::Load {
+            plan,
+            settings,
+            format,
+        } => {
+            let tls = TlsSetup::new(plan.cacert.as_deref(), plan.insecure).map_err(Error::Setup)?;
+            let report = runtime.block_on(load::run_load(plan, tls, settings));
+            write_out(|out| report::load::render(&report, format, out))?;
+            Ok(verdict_code(report.ok))
+        }
+        Command::Demo { output } => {
+            let report = runtime.block_on(demo::run())?;
+            write_out(|out| report::render(&report, output.format, &style(output), out))?;
+            Ok(verdict_code(report.verdict.ok))
+        }
+    }
+}
+
+fn verdict_code(ok: bool) -> u8 {
+    if ok { EXIT_OK } else { EXIT_FAILED }
+}
+
+/// Colour only on a terminal, and not with `NO_COLOR` set.
+fn style(output: Output) -> Style {
+    Style {
+        colour: std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        verbose: output.verbose,
+    }
+}
+
+/// Writes to stdout with `render`. A closed pipe is no error: `wscheck ... | head` is the
+/// reader's choice, not our failure.
+fn write_out(render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), Error> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match render(&mut out).and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output(error)),
+        _ => Ok(()),
+    }
+}
