@@ -57,3 +57,57 @@ fn readme_documents_the_two_commands_and_exit_codes() {
         assert!(readme.contains(line), "exit code table row {line}");
     }
 }
+
+/// The files the README's layout section lists, as paths from the repository root.
+fn layout_files(readme: &str) -> Vec<String> {
+    let start = readme
+        .find("<!-- layout:start -->")
+        .expect("README has the layout start marker");
+    let end = readme
+        .find("<!-- layout:end -->")
+        .expect("README has the layout end marker");
+    let mut dirs: Vec<(usize, String)> = Vec::new();
+    let mut files = Vec::new();
+    for line in readme[start..end].lines() {
+        let indent = line.len() - line.trim_start().len();
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        if !(name.ends_with('/') || name.ends_with(".rs")) {
+            continue; // a description's second line, or the fence
+        }
+        dirs.retain(|(depth, _)| *depth < indent);
+        let parent: String = dirs.iter().map(|(_, d)| d.as_str()).collect();
+        if name.ends_with('/') {
+            dirs.push((indent, name.to_owned()));
+        } else {
+            files.push(format!("{parent}{name}"));
+        }
+    }
+    files.sort();
+    files
+}
+
+fn rust_files(root: &std::path::Path, dir: &str, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = format!("{dir}{name}");
+        if entry.file_type().unwrap().is_dir() {
+            rust_files(root, &format!("{path}/"), out);
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn readme_layout_lists_every_source_file() {
+    let root = wscheck_testkit::repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut actual = Vec::new();
+    rust_files(&root, "src/", &mut actual);
+    rust_files(&root, "server/src/", &mut actual);
+    actual.sort();
+    assert_eq!(layout_files(&readme), actual);
+}
