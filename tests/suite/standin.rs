@@ -1,13 +1,16 @@
 //! End-to-end scenarios on the local CF stand-in: real nginx as the router, the bundled
 //! server, the article's Node server and the SAP approuter as apps.
 
-use std::time::{Duration, Instant};
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use wscheck::diagnose::AnsweredBy;
 use wscheck::report::Report;
+use wscheck_server::info::Info;
 use wscheck_testkit::fixtures;
-use wscheck_testkit::standin::{Approuter, Route, Router};
+use wscheck_testkit::standin::{APP_GUID, Approuter, Route, Router, instance_guid};
 
 use crate::support::{args, check, closed_port};
 
@@ -78,7 +81,19 @@ async fn healthy_route_works_on_443_and_80_and_nowhere_else() {
     };
     assert_eq!(forwarded("x-forwarded-proto").as_deref(), Some("https"));
     assert_eq!(forwarded("x-forwarded-for").as_deref(), Some("127.0.0.1"));
-    assert!(forwarded("x-vcap-request-id").is_some_and(|id| id.len() == 32));
+    assert!(
+        forwarded("x-vcap-request-id").is_some_and(|id| is_dashed_uuid(&id)),
+        "{:?}",
+        app_view.forwarded_headers
+    );
+    assert!(forwarded("x-request-start").is_some_and(|ms| is_recent_millis(&ms)));
+    assert_eq!(forwarded("x-cf-applicationid").as_deref(), Some(APP_GUID));
+    assert_eq!(
+        forwarded("x-cf-instanceid").as_deref(),
+        Some(instance_guid(0).as_str())
+    );
+    assert_eq!(forwarded("x-cf-instanceindex").as_deref(), Some("0"));
+    assert_eq!(forwarded("x-forwarded-host"), None);
     assert!(app_view.added_by.iter().any(|w| w.contains("gorouter")));
     assert_eq!(app_view.info.request.header("host"), Some(h));
 }
@@ -262,4 +277,493 @@ async fn a_router_with_a_short_idle_timeout_cuts_quiet_sockets() {
     );
     let lived = opened.elapsed();
     assert!(lived >= Duration::from_millis(1500), "cut after {lived:?}");
+}
+
+// ---- The stand-in router against what gorouter (routing-release v0.317.0) answers ----
+
+/// `8-4-4-4-12` lower-case hex digits, version 4, RFC 4122 variant.
+fn is_dashed_uuid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| {
+            g.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        && groups[2].starts_with('4')
+        && groups[3].starts_with(['8', '9', 'a', 'b'])
+}
+
+/// Integer milliseconds since the epoch, within a minute of now.
+fn is_recent_millis(value: &str) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    value.bytes().all(|b| b.is_ascii_digit())
+        && value
+            .parse::<u128>()
+            .is_ok_and(|ms| ms.abs_diff(now) < 60_000)
+}
+
+/// One answer of the router as it came over the wire.
+#[derive(Debug)]
+struct Raw {
+    /// Status line and headers, without the empty line.
+    head: String,
+    body: String,
+}
+
+impl Raw {
+    fn status_line(&self) -> &str {
+        self.head.lines().next().unwrap_or_default()
+    }
+
+    /// Every value of header `name`, matched case-insensitively.
+    fn headers(&self, name: &str) -> Vec<&str> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+            .collect()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        let values = self.headers(name);
+        assert!(values.len() <= 1, "{name} twice in\n{}", self.head);
+        values.first().copied()
+    }
+
+    /// The app's introspection document (a `GET /.wscheck/info` answered by the app).
+    fn info(&self) -> Info {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {self:#?}"))
+    }
+}
+
+/// Sends `request` as written to `addr` over plain TCP and reads one answer: the head, then
+/// `Content-Length` bytes of body (everything up to the close when there is none; nothing
+/// after a 101).
+fn raw(addr: SocketAddr, request: &str) -> Raw {
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut read = |bytes: &mut Vec<u8>| match tcp.read(&mut buf) {
+        Ok(n) => {
+            bytes.extend_from_slice(&buf[..n]);
+            n
+        }
+        Err(e) => panic!("{e} after {:?}", String::from_utf8_lossy(bytes)),
+    };
+    let end = loop {
+        if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        assert!(
+            read(&mut bytes) > 0,
+            "closed before the end of the head: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    };
+    let head = String::from_utf8(bytes[..end].to_vec()).unwrap();
+    let mut answer = Raw {
+        head,
+        body: String::new(),
+    };
+    if answer.status_line().starts_with("HTTP/1.1 101 ") {
+        return answer;
+    }
+    let length = answer
+        .header("content-length")
+        .map(|l| l.parse::<usize>().unwrap());
+    let body_start = end + 4;
+    loop {
+        let have = bytes.len() - body_start;
+        if length.is_some_and(|l| have >= l) {
+            break;
+        }
+        if read(&mut bytes) == 0 {
+            assert!(length.is_none(), "closed early: {answer:#?}");
+            break;
+        }
+    }
+    let body_end = length.map_or(bytes.len(), |l| body_start + l);
+    answer.body = String::from_utf8(bytes[body_start..body_end].to_vec()).unwrap();
+    answer
+}
+
+/// `GET path` for `host` with `extra` header lines (each ending in `\r\n`).
+fn get(host: &str, path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n")
+}
+
+/// Asserts gorouter's error-writer headers and returns the `X-Cf-Routererror`.
+fn assert_gorouter_error<'a>(answer: &'a Raw, status_line: &str, body: &str) -> &'a str {
+    assert_eq!(answer.status_line(), status_line, "{answer:#?}");
+    assert_eq!(answer.body, body, "{answer:#?}");
+    assert_eq!(
+        answer.header("content-type"),
+        Some("text/plain; charset=utf-8"),
+        "{answer:#?}"
+    );
+    assert_eq!(
+        answer.header("x-content-type-options"),
+        Some("nosniff"),
+        "{answer:#?}"
+    );
+    // gorouter sets X-Vcap-Request-Id on the app's answers only, not on its own.
+    assert_eq!(answer.header("x-vcap-request-id"), None, "{answer:#?}");
+    answer
+        .header("x-cf-routererror")
+        .unwrap_or_else(|| panic!("no X-Cf-Routererror: {answer:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_hosts_and_dead_instances_get_gorouters_answers_byte_for_byte() {
+    let dead = closed_port();
+    let router = Router::start(&[Route::new("down", dead)]).unwrap();
+
+    let answer = raw(
+        router.plain,
+        &get("nope.apps.wscheck.test", "/", "Connection: close\r\n"),
+    );
+    let error = assert_gorouter_error(
+        &answer,
+        "HTTP/1.1 404 Not Found",
+        "404 Not Found: Requested route ('nope.apps.wscheck.test') does not exist.\n",
+    );
+    assert_eq!(error, "unknown_route");
+    assert_eq!(answer.header("cache-control"), Some("no-cache, no-store"));
+    // The host as the client sent it (gorouter quotes r.Host), and plain text whatever the
+    // extension of the path.
+    let answer = raw(
+        router.plain,
+        &get("Nope.apps.wscheck.test:80", "/index.html", ""),
+    );
+    assert_gorouter_error(
+        &answer,
+        "HTTP/1.1 404 Not Found",
+        "404 Not Found: Requested route ('Nope.apps.wscheck.test:80') does not exist.\n",
+    );
+
+    let answer = raw(
+        router.plain,
+        &get("down.apps.wscheck.test", "/.wscheck/ws", ""),
+    );
+    let error = assert_gorouter_error(
+        &answer,
+        "HTTP/1.1 502 Bad Gateway",
+        "502 Bad Gateway: Registered endpoint failed to handle the request.\n",
+    );
+    assert_eq!(
+        error,
+        format!("endpoint_failure (dial tcp {dead}: connect: connection refused)"),
+        "{}",
+        router.error_log()
+    );
+    assert_eq!(answer.header("cache-control"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_the_tls_port_and_http_1_0_without_host() {
+    let router = Router::start(&[]).unwrap();
+    let answer = raw(
+        router.tls,
+        &get("nope.apps.wscheck.test", "/", "Connection: close\r\n"),
+    );
+    // Go's words; nginx writes its HTTP/1.1 status line, where Go writes HTTP/1.0.
+    assert_eq!(
+        answer.status_line(),
+        "HTTP/1.1 400 Bad Request",
+        "{answer:#?}"
+    );
+    assert_eq!(
+        answer.body,
+        "Client sent an HTTP request to an HTTPS server.\n"
+    );
+
+    let answer = raw(router.plain, "GET / HTTP/1.0\r\n\r\n");
+    let error = assert_gorouter_error(
+        &answer,
+        "HTTP/1.1 400 Bad Request",
+        "400 Bad Request: Request had empty Host header\n",
+    );
+    assert_eq!(error, "empty_host");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_cf_app_instance_picks_an_instance_or_gets_gorouters_400s() {
+    let (_apps, router) = two_instances().await;
+    let host = "pair.apps.wscheck.test";
+
+    // A well-formed header naming an instance that exists reaches that instance, every time,
+    // and the app does not see the header.
+    for _ in 0..3 {
+        for index in ["1", "0"] {
+            let answer = raw(
+                router.plain,
+                &get(
+                    host,
+                    "/.wscheck/info",
+                    &format!("X-Cf-App-Instance: {APP_GUID}:{index}\r\n"),
+                ),
+            );
+            assert_eq!(answer.status_line(), "HTTP/1.1 200 OK", "{answer:#?}");
+            let info = answer.info();
+            assert_eq!(info.environment.instance_index.as_deref(), Some(index));
+            assert_eq!(info.request.header("x-cf-instanceindex"), Some(index));
+            assert_eq!(info.request.header("x-cf-app-instance"), None);
+        }
+    }
+
+    // Well formed, but no such instance: a wrong index, a wrong GUID; on an unknown host too.
+    let other_guid = "0123abcd-0000-4000-8000-00000000beef";
+    for (host, guid, index) in [
+        (host, APP_GUID, "7"),
+        (host, APP_GUID, "01"),
+        (host, other_guid, "0"),
+        ("nope.apps.wscheck.test", APP_GUID, "0"),
+    ] {
+        let answer = raw(
+            router.plain,
+            &get(
+                host,
+                "/.wscheck/ws",
+                &format!("X-Cf-App-Instance: {guid}:{index}\r\n"),
+            ),
+        );
+        let error = assert_gorouter_error(
+            &answer,
+            "HTTP/1.1 400 Bad Request",
+            &format!(
+                "400 Bad Request: Requested instance ('{index}') with guid ('{guid}') does not exist for route ('{host}')\n"
+            ),
+        );
+        assert_eq!(error, "unknown_route");
+        assert_eq!(answer.header("cache-control"), Some("no-cache, no-store"));
+    }
+
+    // Malformed (gorouter's regex: lower-case GUID, a colon, digits), on any host.
+    let upper = format!("{}:0", APP_GUID.to_uppercase());
+    for (host, value) in [
+        (host, "garbage"),
+        (host, APP_GUID),
+        (host, &format!("{APP_GUID}:")),
+        (host, &format!("{APP_GUID}:x")),
+        (host, &format!("{APP_GUID}:0:1")),
+        (host, &upper),
+        ("nope.apps.wscheck.test", "garbage"),
+    ] {
+        let answer = raw(
+            router.plain,
+            &get(host, "/", &format!("X-Cf-App-Instance: {value}\r\n")),
+        );
+        let error = assert_gorouter_error(
+            &answer,
+            "HTTP/1.1 400 Bad Request",
+            "400 Bad Request: Invalid X-CF-App-Instance Header\n",
+        );
+        assert_eq!(error, "invalid_cf_app_instance_header", "{value}");
+        assert_eq!(answer.header("cache-control"), Some("no-cache, no-store"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_sees_gorouters_headers_and_which_instance_it_is() {
+    let (_apps, router) = two_instances().await;
+    let host = "pair.apps.wscheck.test";
+
+    // Round robin: both instances answer, and each is told its own index and instance id.
+    let mut seen = Vec::new();
+    let mut request_ids = Vec::new();
+    for _ in 0..4 {
+        let answer = raw(
+            router.plain,
+            &get(
+                host,
+                "/.wscheck/info",
+                "X-Forwarded-Host: spoofed.example\r\nX-Cf-Instanceindex: 9\r\n",
+            ),
+        );
+        assert_eq!(answer.status_line(), "HTTP/1.1 200 OK", "{answer:#?}");
+        let info = answer.info();
+        let request = &info.request;
+        let index = info.environment.instance_index.clone().unwrap();
+        assert_eq!(request.header("x-cf-instanceindex"), Some(index.as_str()));
+        let guid = instance_guid(index.parse().unwrap());
+        assert_eq!(request.header("x-cf-instanceid"), Some(guid.as_str()));
+        assert_eq!(request.header("x-cf-applicationid"), Some(APP_GUID));
+        assert_eq!(request.header("x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(request.header("x-forwarded-proto"), Some("http"));
+        let id = request.header("x-vcap-request-id").unwrap();
+        assert!(is_dashed_uuid(id), "{id}");
+        // The app's answer carries the same id.
+        assert_eq!(answer.header("x-vcap-request-id"), Some(id), "{answer:#?}");
+        request_ids.push(id.to_owned());
+        let start = request.header("x-request-start").unwrap();
+        assert!(is_recent_millis(start), "{start}");
+        assert_eq!(request.header("host"), Some(host));
+        // A plain request reaches the app with Connection: close and no Upgrade.
+        assert_eq!(request.header("connection"), Some("close"));
+        assert_eq!(request.header("upgrade"), None);
+        // gorouter adds no X-Forwarded-Host (a client's own passes through untouched).
+        assert_eq!(
+            request
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-host"))
+                .map(|h| h.value.as_str())
+                .collect::<Vec<_>>(),
+            ["spoofed.example"]
+        );
+        seen.push(index);
+    }
+    assert_eq!(seen.iter().filter(|i| *i == "0").count(), 2, "{seen:?}");
+    assert_eq!(seen.iter().filter(|i| *i == "1").count(), 2, "{seen:?}");
+    request_ids.sort();
+    request_ids.dedup();
+    assert_eq!(
+        request_ids.len(),
+        4,
+        "a fresh X-Vcap-Request-Id per request"
+    );
+
+    // What a load balancer in front set is kept: its X-Forwarded-Proto and X-Request-Start;
+    // its X-Forwarded-For gets the client appended. A client's X-Vcap-Request-Id is replaced.
+    let answer = raw(
+        router.plain,
+        &get(
+            host,
+            "/.wscheck/info",
+            "X-Forwarded-Proto: https\r\nX-Request-Start: 12345\r\nX-Forwarded-For: 203.0.113.9\r\nX-Vcap-Request-Id: spoofed\r\n",
+        ),
+    );
+    let info = answer.info();
+    assert_eq!(info.request.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(info.request.header("x-request-start"), Some("12345"));
+    assert_eq!(
+        info.request.header("x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert!(is_dashed_uuid(
+        info.request.header("x-vcap-request-id").unwrap()
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_needs_connection_upgrade_and_the_101_carries_the_request_id() {
+    let app = fixtures::start_bundled(wscheck_server::Config::default())
+        .await
+        .unwrap();
+    let router = Router::start(&[Route::new("echo", app.addr)]).unwrap();
+    let host = "echo.apps.wscheck.test";
+    let handshake = |connection: &str| {
+        get(
+            host,
+            "/.wscheck/ws",
+            &format!(
+                "Upgrade: websocket\r\n{connection}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            ),
+        )
+    };
+
+    // Without Connection: upgrade the app gets a plain GET and answers its own 426.
+    for connection in ["", "Connection: keep-alive\r\n", "Connection: close\r\n"] {
+        let answer = raw(router.plain, &handshake(connection));
+        assert_eq!(
+            answer.status_line(),
+            "HTTP/1.1 426 Upgrade Required",
+            "{connection:?}: {answer:#?}"
+        );
+        assert!(answer.header("x-wscheck-server").is_some(), "{answer:#?}");
+        assert_eq!(answer.header("x-cf-routererror"), None);
+        assert!(
+            answer
+                .body
+                .contains("without: Upgrade: websocket, Connection: Upgrade."),
+            "{answer:#?}"
+        );
+        assert!(is_dashed_uuid(answer.header("x-vcap-request-id").unwrap()));
+    }
+
+    // With it (any case, among other tokens) the 101 comes back, with X-Vcap-Request-Id.
+    for connection in [
+        "Connection: Upgrade\r\n",
+        "Connection: keep-alive, UPGRADE\r\n",
+    ] {
+        let answer = raw(router.plain, &handshake(connection));
+        assert_eq!(
+            answer.status_line(),
+            "HTTP/1.1 101 Switching Protocols",
+            "{connection:?}: {answer:#?}"
+        );
+        assert_eq!(
+            answer.header("sec-websocket-accept"),
+            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
+        assert!(is_dashed_uuid(answer.header("x-vcap-request-id").unwrap()));
+    }
+
+    // The id on the 101 is the one the app received.
+    let tcp = tokio::net::TcpStream::connect(router.plain).await.unwrap();
+    let (mut ws, response) =
+        tokio_tungstenite::client_async(format!("ws://{host}/.wscheck/ws"), tcp)
+            .await
+            .unwrap();
+    let id = response
+        .headers()
+        .get("x-vcap-request-id")
+        .expect("X-Vcap-Request-Id on the 101")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let first = ws.next().await.unwrap().unwrap();
+    let info: Info = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    assert_eq!(info.request.header("x-vcap-request-id"), Some(id.as_str()));
+    assert_eq!(info.request.header("connection"), Some("upgrade"));
+    assert_eq!(info.request.header("upgrade"), Some("websocket"));
+    assert_eq!(info.request.header("x-cf-instanceindex"), Some("0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_never_accepts_is_a_502_after_gorouters_dial_timeout() {
+    // The kernel drops the SYNs: the router's dial gives up after 5 s, gorouter's default
+    // endpoint_dial_timeout.
+    let full = fixtures::full_backlog().unwrap();
+    let router = Router::start(&[Route::new("stuck", full.addr)]).unwrap();
+    let started = Instant::now();
+    let answer = raw(router.plain, &get("stuck.apps.wscheck.test", "/", ""));
+    let error = assert_gorouter_error(
+        &answer,
+        "HTTP/1.1 502 Bad Gateway",
+        "502 Bad Gateway: Registered endpoint failed to handle the request.\n",
+    );
+    assert_eq!(
+        error,
+        format!("endpoint_failure (dial tcp {}: i/o timeout)", full.addr)
+    );
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_millis(4500)..Duration::from_secs(9)).contains(&waited),
+        "{waited:?}"
+    );
+}
+
+/// Two bundled servers telling their `CF_INSTANCE_INDEX` (0 and 1), behind the route
+/// `pair.apps.wscheck.test`.
+async fn two_instances() -> (Vec<fixtures::Bundled>, Router) {
+    let mut apps = Vec::new();
+    for index in ["0", "1"] {
+        let mut config = wscheck_server::Config::default();
+        config.environment.instance_index = Some(index.to_owned());
+        apps.push(fixtures::start_bundled(config).await.unwrap());
+    }
+    let router = Router::start(&[Route::instances(
+        "pair",
+        apps.iter().map(|a| a.addr).collect(),
+    )])
+    .unwrap();
+    (apps, router)
 }

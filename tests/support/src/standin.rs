@@ -142,6 +142,116 @@ impl Router {
     }
 }
 
+/// The `X-Cf-Instanceid` the stand-in router sends for instance `index` of a route: made
+/// up, GUID-shaped and stable (on CF it is the instance's `CF_INSTANCE_GUID`).
+pub fn instance_guid(index: usize) -> String {
+    format!("1e57a2ce-0000-4000-8000-{index:012x}")
+}
+
+/// nginx lines answering as gorouter's error writer does (errorwriter/error_writer.go):
+/// `X-Cf-Routererror`, `text/plain; charset=utf-8` (the configuration's `default_type`),
+/// `X-Content-Type-Options: nosniff`, and the body `<status> <text>: <message>` followed by
+/// a newline (Go's `fmt.Fprintln`). `message` may use nginx variables.
+fn gorouter_error(
+    status: u16,
+    router_error: &str,
+    cache_control: Option<&str>,
+    message: &str,
+) -> String {
+    let text = match status {
+        400 => "Bad Request",
+        404 => "Not Found",
+        502 => "Bad Gateway",
+        _ => unreachable!("no gorouter answer {status} in the stand-in"),
+    };
+    let mut lines = format!("add_header X-Cf-Routererror \"{router_error}\" always;\n");
+    if let Some(cache_control) = cache_control {
+        let _ = writeln!(
+            lines,
+            "add_header Cache-Control \"{cache_control}\" always;"
+        );
+    }
+    lines.push_str("add_header X-Content-Type-Options nosniff always;\n");
+    let _ = writeln!(lines, "return {status} \"{status} {text}: {message}\\n\";");
+    lines
+}
+
+/// Indents every line of `lines` by `spaces`.
+fn indent(lines: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    lines.lines().map(|line| format!("{pad}{line}\n")).collect()
+}
+
+/// gorouter's 404 for a host no app is mapped to (handlers/lookup.go handleMissingRoute).
+const UNKNOWN_ROUTE: &str = "Requested route ('$http_host') does not exist.";
+/// gorouter's 400 for an `X-Cf-App-Instance` that is not `APP_GUID:INDEX`.
+const INVALID_INSTANCE_HEADER: &str = "Invalid X-CF-App-Instance Header";
+/// gorouter's 400 for a well-formed `X-Cf-App-Instance` naming no instance of the route (it
+/// ends without a period, as gorouter's does).
+const UNKNOWN_INSTANCE: &str = "Requested instance ('$cf_app_instance_index') with guid ('$cf_app_instance_guid') does not exist for route ('$http_host')";
+
+/// The two checks gorouter makes before it looks at the route (handlers/lookup.go): no
+/// `Host` (an HTTP/1.0 request; nginx itself refuses an HTTP/1.1 one without Host), then a
+/// malformed `X-Cf-App-Instance`.
+fn before_lookup() -> String {
+    format!(
+        "if ($http_host = \"\") {{\n{}}}\nif ($cf_app_instance = invalid) {{\n{}}}\n",
+        indent(
+            &gorouter_error(
+                400,
+                "empty_host",
+                Some("public,max-age=2"),
+                "Request had empty Host header"
+            ),
+            4
+        ),
+        indent(
+            &gorouter_error(
+                400,
+                "invalid_cf_app_instance_header",
+                Some("no-cache, no-store"),
+                INVALID_INSTANCE_HEADER
+            ),
+            4
+        ),
+    )
+}
+
+/// Go's answer to plain HTTP on a TLS port (net/http), instead of nginx's HTML page. nginx
+/// cannot write Go's `HTTP/1.0` status line nor leave out its own headers.
+fn http_to_https() -> &'static str {
+    "error_page 497 = @http_to_https;\nlocation @http_to_https {\n    return 400 \"Client sent an HTTP request to an HTTPS server.\\n\";\n}\n"
+}
+
+/// The configuration of the stand-in router.
+///
+/// Two layers of nginx, so that the app sees which instance it is:
+/// - the *front* servers (TLS and plain listeners, one per route plus the default server
+///   for unknown hosts) do what gorouter does before it picks an endpoint: error answers,
+///   `X-Cf-App-Instance`, `Upgrade` only with `Connection: upgrade`, `X-Forwarded-*`,
+///   `X-Request-Start`, `X-Vcap-Request-Id` (toward the app and on the app's answer);
+/// - one *instance* server per backend, on a unix socket in the router's directory, that
+///   the front balances round robin (or picks by `X-Cf-App-Instance`). It knows its own
+///   index, so it adds `X-Cf-Applicationid`, `X-Cf-Instanceid` and `X-Cf-Instanceindex`,
+///   dials the app, and answers gorouter's 502 `endpoint_failure` when the app refuses.
+///
+/// A single nginx `upstream` cannot tell the request which server it chose (`$upstream_addr`
+/// is known only after the request headers were built), hence the second layer.
+///
+/// Known differences from gorouter (routing-release v0.317.0), out of nginx's reach or kept
+/// on purpose:
+/// - nginx adds `Server: nginx` (and `Connection: keep-alive`) to every answer, and writes
+///   `HTTP/1.1` status lines where Go answers an HTTP/1.0 request (or plain HTTP on the TLS
+///   port) with `HTTP/1.0`; an HTTP/1.1 request without `Host` gets nginx's own HTML 400,
+///   not gorouter's `empty_host`;
+/// - a refused dial is not retried on another instance: gorouter retries dial errors and
+///   prunes the endpoint, the stand-in keeps sending a crashed instance its share (the deep
+///   tests count on it);
+/// - the `endpoint_failure` texts are those of a refused and a timed-out dial; an app that
+///   accepts and closes without answering also gets the "connection refused" one, and one
+///   that does not answer within the idle timeout the "i/o timeout" one;
+/// - only the first `Connection` header line is read (nginx 1.22's `$http_connection`);
+/// - the TLS listener offers no HTTP/2 (gorouter negotiates `h2` when offered).
 fn nginx_config(
     dir: &Path,
     routes: &[Route],
@@ -168,80 +278,228 @@ http {{
     fastcgi_temp_path {d}/tmp/fastcgi;
     uwsgi_temp_path {d}/tmp/uwsgi;
     scgi_temp_path {d}/tmp/scgi;
-    default_type text/plain;
+    # Answers nginx writes itself are gorouter's plain text, whatever the path's extension.
+    types {{ }}
+    default_type "text/plain; charset=utf-8";
     server_tokens off;
     ssl_certificate {cert};
     ssl_certificate_key {key};
-    # Like gorouter: Connection: upgrade only when the client asked for an upgrade.
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+
+    # Like gorouter (Go's ReverseProxy): Upgrade goes on only when the client's Connection
+    # names the `upgrade` token; otherwise the app sees a plain request, `Connection: close`.
+    map $http_connection $cf_wants_upgrade {{
+        "~*(^|,)[ \t]*upgrade[ \t]*(,|$)" 1;
+        default 0;
+    }}
+    map "$cf_wants_upgrade$http_upgrade" $cf_upgrade {{
+        "~^1(.+)$" $1;
+        default "";
+    }}
+    map $cf_upgrade $cf_connection {{
+        "" close;
+        default upgrade;
+    }}
+
+    # X-Vcap-Request-Id: a version 4 UUID, dashed, made of nginx's 32 random hex digits.
+    map $request_id $vcap_request_id {{
+        "~^(?<vr_a>[0-9a-f]{{8}})(?<vr_b>[0-9a-f]{{4}})[0-9a-f](?<vr_c>[0-9a-f]{{3}})(?<vr_v>[0-9a-f])(?<vr_d>[0-9a-f]{{3}})(?<vr_e>[0-9a-f]{{12}})$" "$vr_a-$vr_b-4$vr_c-$vr_variant$vr_d-$vr_e";
+        default $request_id;
+    }}
+    map $vr_v $vr_variant {{
+        "~[048c]" 8;
+        "~[159d]" 9;
+        "~[26ae]" a;
+        default b;
+    }}
+    # On the app's answers (the 101 included) unless the app set its own; not on the
+    # router's own error answers (gorouter sets it in ModifyResponse only).
+    map "$upstream_http_x_cf_routererror$upstream_http_x_vcap_request_id" $cf_response_request_id {{
+        "" $vcap_request_id;
+        default "";
+    }}
+
+    # X-Request-Start: integer milliseconds ($msec is "1234.567"), kept when the client sent one.
+    map $msec $cf_msec {{
+        "~^(?<ms_s>[0-9]+)\.(?<ms_f>[0-9]{{3}})$" $ms_s$ms_f;
+        default $msec;
+    }}
+    map $http_x_request_start $cf_request_start {{
+        "" $cf_msec;
+        default $http_x_request_start;
+    }}
+
+    # X-Forwarded-Proto: kept when the client (a load balancer) sent one, as gorouter's
+    # default (sanitize_forwarded_proto: false) does.
+    map $http_x_forwarded_proto $cf_forwarded_proto {{
+        "" $scheme;
+        default $http_x_forwarded_proto;
+    }}
+
+    # X-Cf-App-Instance: absent, well formed (gorouter's regex) or invalid.
+    map $http_x_cf_app_instance $cf_app_instance {{
+        "" none;
+        "~^[0-9a-f]{{8}}-(?:[0-9a-f]{{4}}-){{3}}[0-9a-f]{{12}}:[0-9]+$" valid;
+        default invalid;
+    }}
+    map $http_x_cf_app_instance $cf_app_instance_guid {{
+        "~^([^:]*):([0-9]*)$" $1;
+        default "";
+    }}
+    map $http_x_cf_app_instance $cf_app_instance_index {{
+        "~^([^:]*):([0-9]*)$" $2;
+        default "";
+    }}
 
     # An unmapped host gets gorouter's answer.
     server {{
         listen {tls} ssl default_server;
         listen {plain} default_server;
-        location / {{
-            add_header X-Cf-Routererror unknown_route always;
-            return 404 "404 Not Found: Requested route ('$host') does not exist.\n";
-        }}
+{http_to_https}        location / {{
+{before_lookup}            if ($cf_app_instance = valid) {{
+{unknown_instance}            }}
+{unknown_route}        }}
     }}
 "#,
         cert = cert.display(),
         key = key.display(),
+        http_to_https = indent(http_to_https(), 8),
+        before_lookup = indent(&before_lookup(), 12),
+        unknown_instance = indent(
+            &gorouter_error(
+                400,
+                "unknown_route",
+                Some("no-cache, no-store"),
+                UNKNOWN_INSTANCE
+            ),
+            16
+        ),
+        unknown_route = indent(
+            &gorouter_error(
+                404,
+                "unknown_route",
+                Some("no-cache, no-store"),
+                UNKNOWN_ROUTE
+            ),
+            12
+        ),
     );
-    for route in routes {
-        let upgrade = if route.pass_upgrade {
-            "proxy_set_header Upgrade $http_upgrade;\n            proxy_set_header Connection $connection_upgrade;"
-        } else {
-            "# The classic mistake: hop-by-hop Upgrade/Connection are not passed on."
-        };
+    for (r, route) in routes.iter().enumerate() {
         let idle = route
             .idle_timeout
             .map_or_else(|| "3600s".to_owned(), |t| format!("{}ms", t.as_millis()));
-        // Gorouter balances instances round robin and honours X-Cf-App-Instance.
-        let upstream = format!("app_{}", route.name.replace('-', "_"));
+        let upgrade = if route.pass_upgrade {
+            "proxy_set_header Upgrade $cf_upgrade;\n            proxy_set_header Connection $cf_connection;"
+        } else {
+            "# The classic mistake: hop-by-hop Upgrade/Connection are not passed on."
+        };
+        // Round robin over the instance servers, as gorouter balances instances.
+        let upstream = format!("app{r}");
         let _ = writeln!(c, "    upstream {upstream} {{");
-        for backend in &route.backends {
-            let _ = writeln!(c, "        server {backend} max_fails=0;");
-        }
-        let _ = writeln!(
-            c,
-            "    }}\n    map $http_x_cf_app_instance $target_{upstream} {{\n        default {upstream};"
-        );
-        for (index, backend) in route.backends.iter().enumerate() {
-            let _ = writeln!(c, "        \"{APP_GUID}:{index}\" {backend};");
+        for index in 0..route.backends.len() {
+            let _ = writeln!(c, "        server unix:{d}/i{r}-{index}.sock max_fails=0;");
         }
         let _ = writeln!(c, "    }}");
+        // Which instance server a request goes to: the round robin, the one named by
+        // X-Cf-App-Instance, or an error answer.
+        let _ = writeln!(
+            c,
+            "    map \"$cf_app_instance:$http_x_cf_app_instance\" $cf_target_{upstream} {{\n        \"~^none:\" {upstream};\n        \"~^invalid:\" invalid;"
+        );
+        for index in 0..route.backends.len() {
+            let _ = writeln!(
+                c,
+                "        \"~^valid:{APP_GUID}:{index}$\" {upstream}_{index};"
+            );
+        }
+        let _ = writeln!(c, "        default unknown;\n    }}");
         let _ = write!(
             c,
-            r#"
-    server {{
+            r#"    server {{
         listen {tls} ssl;
         listen {plain};
         server_name {host};
-        location / {{
-            proxy_pass http://$target_{upstream};
+{http_to_https}        location / {{
+{before_lookup}            if ($cf_target_{upstream} = unknown) {{
+{unknown_instance}            }}
+            proxy_pass http://$cf_target_{upstream};
             proxy_next_upstream off;
             proxy_http_version 1.1;
             {upgrade}
-            proxy_set_header Host $host;
+            proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
-            proxy_set_header X-Vcap-Request-Id $request_id;
-            proxy_set_header X-Request-Start $msec;
+            proxy_set_header X-Forwarded-Proto $cf_forwarded_proto;
+            proxy_set_header X-Request-Start $cf_request_start;
+            proxy_set_header X-Vcap-Request-Id $vcap_request_id;
+            proxy_set_header X-Cf-App-Instance "";
             proxy_read_timeout {idle};
             proxy_send_timeout {idle};
             proxy_buffering off;
-            error_page 502 504 = @endpoint_failure;
-        }}
-        location @endpoint_failure {{
-            add_header X-Cf-Routererror "endpoint_failure (dial tcp $upstream_addr: connect: connection refused)" always;
-            return 502 "502 Bad Gateway: Registered endpoint failed to handle the request.\n";
+            add_header X-Vcap-Request-Id $cf_response_request_id always;
         }}
     }}
 "#,
             host = route.host(),
+            http_to_https = indent(http_to_https(), 8),
+            before_lookup = indent(&before_lookup(), 12),
+            unknown_instance = indent(
+                &gorouter_error(
+                    400,
+                    "unknown_route",
+                    Some("no-cache, no-store"),
+                    UNKNOWN_INSTANCE
+                ),
+                16
+            ),
         );
+        for (index, backend) in route.backends.iter().enumerate() {
+            let _ = write!(
+                c,
+                r#"    upstream {upstream}_{index} {{ server unix:{d}/i{r}-{index}.sock max_fails=0; }}
+    server {{
+        listen unix:{d}/i{r}-{index}.sock;
+        location / {{
+            proxy_pass http://{backend};
+            proxy_next_upstream off;
+            proxy_http_version 1.1;
+            proxy_connect_timeout 5s;
+            {upgrade}
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Cf-Applicationid {APP_GUID};
+            proxy_set_header X-Cf-Instanceid {guid};
+            proxy_set_header X-Cf-Instanceindex {index};
+            proxy_read_timeout {idle};
+            proxy_send_timeout {idle};
+            proxy_buffering off;
+            error_page 502 = @endpoint_refused;
+            error_page 504 = @endpoint_timeout;
+        }}
+        location @endpoint_refused {{
+{refused}        }}
+        location @endpoint_timeout {{
+{timeout}        }}
+    }}
+"#,
+                guid = instance_guid(index),
+                refused = indent(
+                    &gorouter_error(
+                        502,
+                        "endpoint_failure (dial tcp $upstream_addr: connect: connection refused)",
+                        None,
+                        "Registered endpoint failed to handle the request."
+                    ),
+                    12
+                ),
+                timeout = indent(
+                    &gorouter_error(
+                        502,
+                        "endpoint_failure (dial tcp $upstream_addr: i/o timeout)",
+                        None,
+                        "Registered endpoint failed to handle the request."
+                    ),
+                    12
+                ),
+            );
+        }
     }
     c.push_str("}\n");
     c
