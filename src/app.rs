@@ -55,12 +55,17 @@ fn execute(cli: Cli) -> Result<u8, Error> {
         .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
     match command {
         Command::Check { plan, output } => {
-            let report = runtime.block_on(check(&plan))?;
+            let mut report = runtime.block_on(check(&plan))?;
+            report.command = Some(command_line());
             write_out(|out| report::render(&report, output.format, &style(output), out))?;
             Ok(verdict_code(report.verdict.ok))
         }
         Command::Routes { plans, output } => {
-            let report = runtime.block_on(routes::check_all(&plans))?;
+            let mut report = runtime.block_on(routes::check_all(&plans))?;
+            let line = command_line();
+            for route in &mut report.reports {
+                route.command = Some(line.clone());
+            }
             let style = style(output);
             write_out(|out| report::routes::render(&report, output.format, &style, out))?;
             Ok(verdict_code(report.all_ok()))
@@ -75,8 +80,8 @@ fn execute(cli: Cli) -> Result<u8, Error> {
             write_out(|out| report::load::render(&report, format, out))?;
             Ok(verdict_code(report.ok))
         }
-        Command::Demo { output } => {
-            let report = runtime.block_on(demo::run())?;
+        Command::Demo { output, scenario } => {
+            let report = runtime.block_on(demo::run(scenario))?;
             write_out(|out| report::render(&report, output.format, &style(output), out))?;
             Ok(verdict_code(report.verdict.ok))
         }
@@ -87,12 +92,30 @@ fn verdict_code(ok: bool) -> u8 {
     if ok { EXIT_OK } else { EXIT_FAILED }
 }
 
-/// Colour only on a terminal, and not with `NO_COLOR` set.
+/// This process's command line, redacted, for the report. Lossy rather than
+/// `std::env::args()`, which panics on an argument that is not UTF-8.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    report::redact::command_line(&args)
+}
+
+/// Colour only on a terminal, and not with `NO_COLOR` set; the width to fit in: `COLUMNS`
+/// when it is a number, else the terminal's (only when stdout is one), else 80.
 fn style(output: Output) -> Style {
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|w| *w > 0)
+        .or_else(|| comfy_table::Table::new().width().map(usize::from))
+        .filter(|w| *w > 0)
+        .unwrap_or(report::DEFAULT_WIDTH);
     Style {
         colour: std::io::stdout().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         verbose: output.verbose,
+        width,
     }
 }
 

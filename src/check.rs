@@ -10,7 +10,7 @@ use crate::plan::Plan;
 use crate::probe::echo::PeerKind;
 use crate::probe::tls::TlsSetup;
 use crate::probe::{self, ProbeResult};
-use crate::report::{AppView, Report, now_utc};
+use crate::report::{AppView, Choice, Report, now_utc};
 
 /// Runs a plan: every probe at once, then (for the bundled server) what reached the app.
 /// Errors are setup problems (an unreadable `--cacert`), never probe failures.
@@ -25,7 +25,7 @@ pub async fn check_with(plan: &Plan, tls: &TlsSetup) -> Report {
     let results = probe::probe_all(plan, tls).await;
     spinner.say("reading what reached the app…");
     let app = app_view(plan, tls, &results).await;
-    let recommended = recommended(&results);
+    let recommended = recommended(&results, plan.asked());
     let deep = match recommended {
         Some(best) if plan.deep.any() => {
             spinner.say(&match plan.deep.hold {
@@ -40,12 +40,20 @@ pub async fn check_with(plan: &Plan, tls: &TlsSetup) -> Report {
         _ => None,
     };
     spinner.finish();
-    Report::build(plan, results, recommended, app, deep, now_utc())
+    let verdict = Choice {
+        asked: plan.asked(),
+        recommended,
+    };
+    Report::build(plan, results, verdict, app, deep, now_utc())
 }
 
-/// The URL to recommend, as an index into `results`: among the working ones, the most
-/// preferred (the canonical port-less wss:// first), the first of equals.
-pub fn recommended(results: &[ProbeResult]) -> Option<usize> {
+/// The URL to recommend, as an index into `results`: the one asked about when it works;
+/// otherwise, as a fallback, the most preferred working one (the canonical port-less
+/// wss:// first, plaintext last), the first of equals.
+pub fn recommended(results: &[ProbeResult], asked: usize) -> Option<usize> {
+    if results.get(asked).is_some_and(|r| r.ok) {
+        return Some(asked);
+    }
     results
         .iter()
         .enumerate()

@@ -137,19 +137,27 @@ pub struct Route {
 /// Proxy settings from the environment (read by the binary, passed in).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvProxy {
-    pub wss: Option<String>,
-    pub ws: Option<String>,
-    pub no_proxy: Option<String>,
+    pub wss: Option<EnvValue>,
+    pub ws: Option<EnvValue>,
+    pub no_proxy: Option<EnvValue>,
+}
+
+/// An environment variable's value, with its name (reports say where a proxy came from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvValue {
+    pub name: &'static str,
+    pub value: String,
 }
 
 impl EnvProxy {
     /// wss: `wss_proxy`, `https_proxy`, `HTTPS_PROXY`; ws: `ws_proxy`, `http_proxy`,
     /// `HTTP_PROXY`; bypass list: `no_proxy`, `NO_PROXY`. First non-empty wins.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let first = |names: &[&str]| {
-            names
-                .iter()
-                .find_map(|n| lookup(n).filter(|v| !v.trim().is_empty()))
+        let first = |names: &[&'static str]| {
+            names.iter().find_map(|name| {
+                let value = lookup(name).filter(|v| !v.trim().is_empty())?;
+                Some(EnvValue { name, value })
+            })
         };
         Self {
             wss: first(&["wss_proxy", "https_proxy", "HTTPS_PROXY"]),
@@ -165,7 +173,7 @@ pub struct Proxy {
     pub host: String,
     pub port: u16,
     pub credentials: Option<(String, String)>,
-    /// Where it came from (`--proxy`, `https_proxy`, ...), for the report.
+    /// Where it came from (`--proxy`, or the variable: `https_proxy`, ...), for reports.
     pub source: String,
 }
 
@@ -217,7 +225,7 @@ pub struct Plan {
     pub candidates: Vec<Candidate>,
     /// User headers, in order.
     pub headers: Vec<(String, String)>,
-    pub origin: Option<String>,
+    pub origin: Origin,
     pub subprotocols: Vec<String>,
     pub insecure: bool,
     pub cacert: Option<PathBuf>,
@@ -226,9 +234,23 @@ pub struct Plan {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub message: Option<String>,
+    /// Run the echo stage (`--no-echo` turns it off).
+    pub echo: bool,
     pub allow_plaintext_credentials: bool,
     pub deep: Deep,
     pub proxies: Proxies,
+}
+
+/// The Origin header a probe sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// What a browser on the route's own page sends: `http://<host>` for a `ws://`
+    /// candidate, `https://<host>` for a `wss://` one.
+    Default,
+    /// `--origin`, sent on every candidate.
+    Given(String),
+    /// `--no-origin`: none.
+    None,
 }
 
 /// The proxies to tunnel through, by scheme, and the hosts that bypass them.
@@ -244,6 +266,22 @@ pub struct Proxies {
 pub const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
 impl Plan {
+    /// The Origin header for `candidate`, if any (see [`Origin`]).
+    pub fn origin_for(&self, candidate: &Candidate) -> Option<String> {
+        match &self.origin {
+            Origin::Default => {
+                let scheme = if candidate.scheme.is_tls() {
+                    "https"
+                } else {
+                    "http"
+                };
+                Some(format!("{scheme}://{}", self.target.host))
+            }
+            Origin::Given(origin) => Some(origin.clone()),
+            Origin::None => None,
+        }
+    }
+
     /// Where `candidate` connects, after `--connect-to` and `--resolve`.
     pub fn route(&self, candidate: &Candidate) -> Route {
         let host = self.target.bare_host();
@@ -300,6 +338,19 @@ impl Plan {
             entry == "*" || host == entry || host.ends_with(&format!(".{entry}"))
         });
         (!loopback && !bypassed).then_some(proxy)
+    }
+
+    /// The candidate the user asked about, which the exit code answers for: TARGET itself
+    /// for a URL; for a bare route the canonical `wss://<route>` (or, when `--schemes` or
+    /// `--ports` leave it out, the first URL of the matrix).
+    pub fn asked(&self) -> usize {
+        if self.target.given.is_some() {
+            return 0;
+        }
+        self.candidates
+            .iter()
+            .position(|c| c.scheme == Scheme::Wss && c.explicit_port.is_none())
+            .unwrap_or(0)
     }
 
     /// Whether the user gave credentials (header or URL userinfo).
@@ -372,8 +423,21 @@ fn redact_userinfo(raw: &str) -> String {
 
 fn invalid(input: &str, reason: impl Into<String>) -> Usage {
     Usage::InvalidTarget {
-        input: input.to_owned(),
+        input: hide_userinfo(input),
         reason: reason.into(),
+    }
+}
+
+/// TARGET as an error message may show it: `user:password@` replaced, so that no
+/// message ever echoes a password.
+fn hide_userinfo(input: &str) -> String {
+    let start = input.find("://").map_or(0, |i| i + 3);
+    let end = input[start..]
+        .find(['/', '?', '#'])
+        .map_or(input.len(), |i| start + i);
+    match input[start..end].rfind('@') {
+        Some(at) => format!("{}[redacted]@{}", &input[..start], &input[start + at + 1..]),
+        None => input.to_owned(),
     }
 }
 
@@ -477,12 +541,39 @@ fn url_host(input: &str, url: &url::Url) -> Result<String, Usage> {
             if d.split('.').any(str::is_empty) && !d.ends_with('.') {
                 return Err(invalid(input, format!("host '{d}' has an empty label")));
             }
+            check_dns_lengths(input, d)?;
             Ok(d.to_owned())
         }
         Some(url::Host::Ipv4(ip)) => Ok(ip.to_string()),
         Some(url::Host::Ipv6(ip)) => Ok(format!("[{ip}]")),
         None => Err(invalid(input, "no host")),
     }
+}
+
+/// DNS limits (RFC 1035): a name of at most 253 octets, labels of at most 63. Checked on
+/// the name as it goes on the wire (punycode for international names).
+fn check_dns_lengths(input: &str, host: &str) -> Result<(), Usage> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.len() > 253 {
+        return Err(invalid(
+            input,
+            format!(
+                "the host name has {} characters; DNS allows at most 253",
+                name.len()
+            ),
+        ));
+    }
+    if let Some(label) = name.split('.').find(|l| l.len() > 63) {
+        let shown: String = label.chars().take(20).collect();
+        return Err(invalid(
+            input,
+            format!(
+                "the label '{shown}…' has {} characters; DNS allows at most 63",
+                label.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn percent_decode(s: &str) -> String {
@@ -504,16 +595,19 @@ pub fn parse_port_item(item: &str) -> Result<Option<u16>, Usage> {
 }
 
 pub fn parse_header(raw: &str) -> Result<(String, String), Usage> {
-    let (name, value) = raw
-        .split_once(':')
-        .ok_or_else(|| Usage::InvalidHeader(raw.to_owned()))?;
+    // The message names the header, never its value: it may be a credential.
+    let shown = || {
+        let name = raw.split([':', ' ']).next().unwrap_or_default();
+        Usage::InvalidHeader(format!("{name}: …"))
+    };
+    let (name, value) = raw.split_once(':').ok_or_else(shown)?;
     let name = name.trim();
     let valid_name = !name.is_empty()
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !valid_name || value.contains(['\r', '\n']) {
-        return Err(Usage::InvalidHeader(raw.to_owned()));
+        return Err(shown());
     }
     Ok((name.to_owned(), value.trim().to_owned()))
 }

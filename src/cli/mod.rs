@@ -11,8 +11,9 @@ use crate::plan::EnvProxy;
 
 const AFTER_HELP: &str = "\
 EXIT CODES:
-  0  the recommended URL works end to end (WebSocket opened; echo verified or not expected)
-  1  it does not: no URL of the matrix works
+  0  what you asked about works end to end (WebSocket opened; echo verified or not
+     expected): TARGET itself for a URL, the canonical wss://<route><path> for a route
+  1  it does not (the report names any other URL that works, as a fallback)
   2  usage error (bad TARGET or flag) or internal error
 
 EXAMPLES:
@@ -86,6 +87,19 @@ pub struct DemoArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = FormatArg::Table, value_name = "FORMAT")]
     pub format: FormatArg,
+    /// What to stage: the healthy route, or a failure to see before meeting it.
+    #[arg(long, value_enum, default_value_t = ScenarioArg::Healthy, value_name = "NAME")]
+    pub scenario: ScenarioArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioArg {
+    /// The route works (exit 0).
+    Healthy,
+    /// The router drops Upgrade/Connection; the app answers 426 (exit 1).
+    UpgradeStripped,
+    /// The app is down; the router answers 502 endpoint_failure (exit 1).
+    AppDown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,6 +145,10 @@ pub struct CheckArgs {
     /// Text to send for the echo check (default: a random nonce).
     #[arg(long, value_name = "TEXT")]
     pub message: Option<String>,
+    /// Skip the echo stage: a URL works once the WebSocket opens (for apps that must not
+    /// receive a stray message).
+    #[arg(long, conflicts_with = "message")]
+    pub no_echo: bool,
     /// Report format.
     #[arg(long, value_enum, default_value_t = FormatArg::Table, value_name = "FORMAT")]
     pub format: FormatArg,
@@ -172,7 +190,8 @@ pub struct ConnectionArgs {
     /// Extra request header, curl style (repeatable): -H 'Authorization: Bearer x'.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
-    /// Origin header to send (default: https://<host>; the SAP approuter checks it).
+    /// Origin header to send (default: https://<host> for wss://, http://<host> for ws://;
+    /// the SAP approuter checks it).
     #[arg(long, value_name = "ORIGIN", conflicts_with = "no_origin")]
     pub origin: Option<String>,
     /// Send no Origin header.

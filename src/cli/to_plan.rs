@@ -2,12 +2,15 @@
 //! matrix, connection, proxies, deep checks, load), as ripgrep's `HiArgs::from_low_args`.
 //! Everything after this knows no clap.
 
-use super::{CheckArgs, Cli, CommandArgs, ConnectionArgs, FormatArg, LoadArgs, SchemeArg};
+use super::{
+    CheckArgs, Cli, CommandArgs, ConnectionArgs, FormatArg, LoadArgs, ScenarioArg, SchemeArg,
+};
+use crate::demo::Scenario;
 use crate::error::{Error, Usage};
 use crate::load::{LoadSettings, MAX_IN_FLIGHT, MIN_SIZE};
 use crate::plan::{
-    Candidate, DEFAULT_MATRIX, Deep, EnvProxy, Plan, Proxies, Scheme, Target, parse_connect_to,
-    parse_header, parse_port_item, parse_proxy, parse_resolve, parse_target,
+    Candidate, DEFAULT_MATRIX, Deep, EnvProxy, Origin, Plan, Proxies, Scheme, Target,
+    parse_connect_to, parse_header, parse_port_item, parse_proxy, parse_resolve, parse_target,
 };
 use crate::report::Format;
 
@@ -24,8 +27,8 @@ pub enum Command {
         settings: LoadSettings,
         format: Format,
     },
-    /// `wscheck demo`.
-    Demo { output: Output },
+    /// `wscheck demo [--scenario NAME]`.
+    Demo { output: Output, scenario: Scenario },
 }
 
 /// How the report is to be written (colour is decided by the terminal, not here).
@@ -41,6 +44,16 @@ impl From<FormatArg> for Format {
             FormatArg::Table => Format::Table,
             FormatArg::Json => Format::Json,
             FormatArg::Markdown => Format::Markdown,
+        }
+    }
+}
+
+impl From<ScenarioArg> for Scenario {
+    fn from(arg: ScenarioArg) -> Self {
+        match arg {
+            ScenarioArg::Healthy => Scenario::Healthy,
+            ScenarioArg::UpgradeStripped => Scenario::UpgradeStripped,
+            ScenarioArg::AppDown => Scenario::AppDown,
         }
     }
 }
@@ -67,6 +80,7 @@ pub fn command(cli: Cli, env: &EnvProxy) -> Result<Command, Error> {
                 format: args.format.into(),
                 verbose: false,
             },
+            scenario: args.scenario.into(),
         }),
         Some(CommandArgs::Load(args)) => Ok(Command::Load {
             plan: load_plan(&args, env)?,
@@ -94,6 +108,7 @@ pub fn check_plan(args: &CheckArgs, env: &EnvProxy) -> Result<Plan, Usage> {
     }
     let mut plan = connection(target, candidates, &args.conn, env)?;
     plan.message = args.message.clone();
+    plan.echo = !args.no_echo;
     plan.deep = deep(args)?;
     Ok(plan)
 }
@@ -207,7 +222,7 @@ fn connection(
     conn: &ConnectionArgs,
     env: &EnvProxy,
 ) -> Result<Plan, Usage> {
-    let origin = origin(conn, &target)?;
+    let origin = origin(conn)?;
     for protocol in &conn.subprotocols {
         if protocol.is_empty() || protocol.contains([' ', ',', '\t']) {
             return Err(Usage::InvalidSubprotocol(protocol.clone()));
@@ -242,6 +257,7 @@ fn connection(
         timeout: conn.timeout,
         connect_timeout: conn.connect_timeout,
         message: None,
+        echo: true,
         allow_plaintext_credentials: conn.allow_plaintext_credentials,
         deep: Deep::default(),
         proxies: proxies(conn, env)?,
@@ -269,13 +285,14 @@ fn headers(conn: &ConnectionArgs) -> Result<Vec<(String, String)>, Usage> {
     Ok(headers)
 }
 
-/// The Origin header: `--origin`, none with `--no-origin`, else `https://<host>`.
-fn origin(conn: &ConnectionArgs, target: &Target) -> Result<Option<String>, Usage> {
+/// The Origin header: `--origin`, none with `--no-origin`, else the route's own page per
+/// scheme (`Plan::origin_for`).
+fn origin(conn: &ConnectionArgs) -> Result<Origin, Usage> {
     if conn.no_origin {
-        return Ok(None);
+        return Ok(Origin::None);
     }
     let Some(origin) = &conn.origin else {
-        return Ok(Some(format!("https://{}", target.host)));
+        return Ok(Origin::Default);
     };
     let valid = url::Url::parse(origin)
         .ok()
@@ -283,7 +300,7 @@ fn origin(conn: &ConnectionArgs, target: &Target) -> Result<Option<String>, Usag
     if !valid {
         return Err(Usage::InvalidOrigin(origin.clone()));
     }
-    Ok(Some(origin.clone()))
+    Ok(Origin::Given(origin.clone()))
 }
 
 /// The proxies for wss and ws, and the bypass list: `-x` and `--noproxy` override the
@@ -294,21 +311,20 @@ fn proxies(conn: &ConnectionArgs, env: &EnvProxy) -> Result<Proxies, Usage> {
             let proxy = parse_proxy(url, "--proxy")?;
             (Some(proxy.clone()), Some(proxy))
         }
-        None => (
-            env.wss
-                .as_deref()
-                .map(|u| parse_proxy(u, "the environment (wss_proxy / https_proxy)"))
-                .transpose()?,
-            env.ws
-                .as_deref()
-                .map(|u| parse_proxy(u, "the environment (ws_proxy / http_proxy)"))
-                .transpose()?,
-        ),
+        None => {
+            let from_env = |value: &Option<crate::plan::EnvValue>| {
+                value
+                    .as_ref()
+                    .map(|v| parse_proxy(&v.value, v.name))
+                    .transpose()
+            };
+            (from_env(&env.wss)?, from_env(&env.ws)?)
+        }
     };
     let no_proxy = conn
         .noproxy
         .as_deref()
-        .or(env.no_proxy.as_deref())
+        .or(env.no_proxy.as_ref().map(|v| v.value.as_str()))
         .map(|list| {
             list.split(',')
                 .map(|h| h.trim().to_owned())
@@ -468,10 +484,13 @@ mod tests {
                 format!("ws://{h}:4443/"),
             ]
         );
-        assert_eq!(
-            plan.origin.as_deref(),
-            Some("https://myapp.cfapps.eu10.hana.ondemand.com")
-        );
+        let origins: Vec<_> = plan
+            .candidates
+            .iter()
+            .map(|c| plan.origin_for(c).unwrap())
+            .collect();
+        assert_eq!(origins[0], format!("https://{h}"));
+        assert_eq!(origins[2], format!("http://{h}"));
     }
 
     #[test]
@@ -729,18 +748,35 @@ mod tests {
     }
 
     #[test]
-    fn origin_defaults_to_the_https_route_and_can_be_dropped_or_replaced() {
-        assert_eq!(
-            plan(&["app.example.com", "--no-origin"]).unwrap().origin,
-            None
-        );
-        assert_eq!(
-            plan(&["app.example.com", "--origin", "https://other.example.com"])
-                .unwrap()
-                .origin
-                .as_deref(),
-            Some("https://other.example.com")
-        );
+    fn origin_defaults_to_the_route_per_scheme_and_can_be_dropped_or_replaced() {
+        let origins = |args: &[&str]| {
+            let plan = plan(args).unwrap();
+            plan.candidates
+                .iter()
+                .map(|c| (c.url.clone(), plan.origin_for(c)))
+                .collect::<Vec<_>>()
+        };
+        let defaults = origins(&["app.example.com", "--ports", "default,8080"]);
+        assert_eq!(defaults.len(), 4, "{defaults:?}");
+        for (url, origin) in &defaults {
+            let want = if url.starts_with("wss://") {
+                "https://app.example.com"
+            } else {
+                "http://app.example.com"
+            };
+            assert_eq!(origin.as_deref(), Some(want), "{url}");
+        }
+        for (url, origin) in origins(&["app.example.com", "--no-origin"]) {
+            assert_eq!(origin, None, "{url}");
+        }
+        let given = ["app.example.com", "--origin", "https://other.example.com"];
+        for (url, origin) in origins(&given) {
+            assert_eq!(
+                origin.as_deref(),
+                Some("https://other.example.com"),
+                "{url}"
+            );
+        }
         assert!(matches!(
             plan(&["app.example.com", "--origin", "not an origin"]).unwrap_err(),
             Usage::InvalidOrigin(_)

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::failure::{Failure, FailureKind};
-use crate::plan::Route;
+use crate::plan::{Proxy, Route};
 
 /// Looks up every address of `route.host`; pinned addresses skip DNS.
 pub async fn lookup(route: &Route) -> Result<Vec<IpAddr>, String> {
@@ -28,19 +28,24 @@ pub async fn lookup(route: &Route) -> Result<Vec<IpAddr>, String> {
 }
 
 /// The stage as a probe runs it: within `budget`; through a proxy, the name looked up is
-/// the proxy's, so its failure is the proxy's.
+/// the proxy's, so its failure is the proxy's (named with where it came from).
 pub async fn stage(
     dial: &Route,
-    via_proxy: bool,
+    via_proxy: Option<&Proxy>,
     budget: Duration,
 ) -> Result<Vec<IpAddr>, Failure> {
     match tokio::time::timeout(budget, lookup(dial)).await {
         Ok(Ok(addrs)) => Ok(addrs),
-        Ok(Err(message)) if via_proxy => Err(Failure::new(
-            FailureKind::ProxyRefused,
-            format!("cannot resolve the proxy {}: {message}", dial.host),
-        )),
-        Ok(Err(message)) => Err(Failure::new(FailureKind::DnsFailed, message)),
+        Ok(Err(message)) => Err(match via_proxy {
+            Some(proxy) => Failure::new(
+                FailureKind::ProxyUnreachable,
+                format!(
+                    "cannot resolve the proxy {} (from {}): {message}",
+                    dial.host, proxy.source
+                ),
+            ),
+            None => Failure::new(FailureKind::DnsFailed, message),
+        }),
         Err(_) => Err(Failure::new(
             FailureKind::DnsTimeout,
             format!("no DNS answer for {} in time", dial.host),

@@ -12,7 +12,9 @@ pub enum FailureKind {
     ConnectRefused,
     ConnectTimeout,
     ConnectFailed,
-    /// The proxy could not be reached, broke off, or refused the tunnel (see the response).
+    /// The proxy's name does not resolve or nothing accepts connections there.
+    ProxyUnreachable,
+    /// The proxy broke off or refused the tunnel (see the response).
     ProxyRefused,
     /// The proxy answered 407.
     ProxyAuthRequired,

@@ -3,6 +3,7 @@
 //! failure. A result is data (stage reached, failure kind, timings, what was seen), never
 //! an `Err`.
 
+pub mod answer;
 pub mod dns;
 pub mod echo;
 pub mod failure;
@@ -62,12 +63,12 @@ pub(crate) async fn open<R>(
     let connect_budget = || budget(plan.connect_timeout, deadline);
 
     let started = result.enter(Stage::Dns);
-    let addrs = dns::stage(&dial, proxy.is_some(), connect_budget()).await;
+    let addrs = dns::stage(&dial, proxy, connect_budget()).await;
     let addrs = result.settle(started, addrs)?;
     result.route.addresses = addrs.clone();
 
     let started = result.enter(Stage::Connect);
-    let connected = tcp::stage(&addrs, dial.port, proxy.is_some(), connect_budget()).await;
+    let connected = tcp::stage(&addrs, dial.port, proxy, connect_budget()).await;
     let (mut tcp, peer) = result.settle(started, connected)?;
     result.route.connected_to = Some(peer);
 
@@ -164,6 +165,11 @@ pub async fn probe(plan: &Plan, tls_setup: &TlsSetup, candidate: &Candidate) -> 
     let path = &plan.target.path;
     open(plan, tls_setup, candidate, path, &mut result, deadline, {
         async |ws, result| {
+            if !plan.echo {
+                result.done();
+                let _ = tokio::time::timeout(Duration::from_millis(300), ws.close(None)).await;
+                return;
+            }
             let echo_started = result.enter(Stage::Echo);
             let (outcome, info, peer) = echo::run(ws, &nonce, result.peer, deadline).await;
             result.peer = peer;

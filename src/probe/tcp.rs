@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::failure::{Failure, FailureKind};
+use crate::plan::Proxy;
 
 /// Why no address accepted the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,22 +60,27 @@ pub async fn connect(
     Err(last)
 }
 
-/// The stage as a probe runs it; through a proxy, a failure to connect is the proxy's.
+/// The stage as a probe runs it; through a proxy, a failure to connect is the proxy's
+/// (named with where it came from).
 pub async fn stage(
     addrs: &[IpAddr],
     port: u16,
-    via_proxy: bool,
+    via_proxy: Option<&Proxy>,
     budget: Duration,
 ) -> Result<(TcpStream, SocketAddr), Failure> {
     connect(addrs, port, budget)
         .await
-        .map_err(|(error, message)| match error {
-            _ if via_proxy => Failure::new(
-                FailureKind::ProxyRefused,
-                format!("cannot reach the proxy: {message}"),
+        .map_err(|(error, message)| match (error, via_proxy) {
+            (_, Some(proxy)) => Failure::new(
+                FailureKind::ProxyUnreachable,
+                format!(
+                    "cannot reach the proxy {} (from {}): {message}",
+                    proxy.display(),
+                    proxy.source
+                ),
             ),
-            ConnectError::Refused => Failure::new(FailureKind::ConnectRefused, message),
-            ConnectError::TimedOut => Failure::new(FailureKind::ConnectTimeout, message),
-            ConnectError::Other => Failure::new(FailureKind::ConnectFailed, message),
+            (ConnectError::Refused, None) => Failure::new(FailureKind::ConnectRefused, message),
+            (ConnectError::TimedOut, None) => Failure::new(FailureKind::ConnectTimeout, message),
+            (ConnectError::Other, None) => Failure::new(FailureKind::ConnectFailed, message),
         })
 }

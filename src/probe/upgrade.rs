@@ -5,59 +5,16 @@
 use std::time::Duration;
 
 use base64::Engine;
-use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError, SubProtocolError};
 use tokio_tungstenite::tungstenite::handshake::client::{Request, Response, generate_key};
 
+use super::answer::Head;
 use super::failure::{Failure, FailureKind};
 use super::wire::{WireLog, looks_like_http, looks_like_tls};
 use crate::plan::{CREDENTIAL_HEADERS, Candidate, Plan};
 
-/// Most bytes of a refusal's body kept for the report.
-pub const BODY_LIMIT: usize = 1024;
-
-/// An HTTP answer other than 101 (or the 101 itself), as received.
-#[derive(Debug, Clone, Serialize)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub reason: String,
-    pub headers: Vec<(String, String)>,
-    /// The first KiB of the body, as text.
-    pub body: String,
-}
-
-impl HttpResponse {
-    /// First value of a header, matched case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn from_tungstenite(response: &Response, body: &[u8]) -> Self {
-        Self {
-            status: response.status().as_u16(),
-            reason: response
-                .status()
-                .canonical_reason()
-                .unwrap_or_default()
-                .to_owned(),
-            headers: response
-                .headers()
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
-            body: String::from_utf8_lossy(&body[..body.len().min(BODY_LIMIT)]).into_owned(),
-        }
-    }
-}
+pub use super::answer::{BODY_LIMIT, HttpResponse};
 
 /// Builds the upgrade request for `candidate` at `path`. Returns the request and whether
 /// credentials were held back.
@@ -94,7 +51,7 @@ pub fn build_request(
     if !user_sets("user-agent") {
         builder = builder.header("User-Agent", concat!("wscheck/", env!("CARGO_PKG_VERSION")));
     }
-    if let Some(origin) = &plan.origin
+    if let Some(origin) = plan.origin_for(candidate)
         && !user_sets("origin")
     {
         builder = builder.header("Origin", origin);
@@ -120,33 +77,6 @@ pub fn build_request(
         .body(())
         .map_err(|e| format!("cannot build the request for {uri}: {e}"))?;
     Ok((request, hold_back))
-}
-
-/// Reads more of a refusal's body when the first read did not bring all of it (up to
-/// `BODY_LIMIT` and `Content-Length`, briefly: the report needs the text, not the stream).
-pub async fn complete_body<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    response: &Response,
-    body: &mut Vec<u8>,
-    wait: Duration,
-) {
-    let wanted = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(BODY_LIMIT)
-        .min(BODY_LIMIT);
-    let _ = tokio::time::timeout(wait, async {
-        let mut chunk = [0u8; 512];
-        while body.len() < wanted {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
-            }
-        }
-    })
-    .await;
 }
 
 /// Splits the raw request head into lines for the report.
@@ -198,8 +128,10 @@ fn first_read(log: &WireLog) -> Vec<u8> {
     log.lock().map(|w| w.read.clone()).unwrap_or_default()
 }
 
-/// Classifies a failed handshake; for an HTTP refusal, reads the rest of its body from
-/// `stream` (briefly: the report needs the text, not the stream).
+/// Classifies a failed handshake. Any HTTP/1.x answer but a 101 is a refusal, whether
+/// tungstenite took it (`WsError::Http`) or not (an `HTTP/1.0` status line, a header it
+/// rejects): its body is read from `stream`, briefly (the report needs the text, not the
+/// stream). A 101 that failed the checks is kept as the response.
 pub async fn refusal<S: AsyncRead + Unpin>(
     error: WsError,
     stream: &mut S,
@@ -207,22 +139,46 @@ pub async fn refusal<S: AsyncRead + Unpin>(
     logs: Logs<'_>,
     wait: Duration,
 ) -> Refusal {
-    if let WsError::Http(response) = &error {
-        let mut body = response.body().clone().unwrap_or_default();
-        complete_body(stream, response, &mut body, wait).await;
-        let http = HttpResponse::from_tungstenite(response, &body);
-        return Refusal {
-            failure: Failure::new(
-                FailureKind::HttpRefused,
-                format!("HTTP {} {}", http.status, http.reason),
-            ),
-            from_bundled_server: http.header(wscheck_server::SERVER_HEADER).is_some(),
-            response: Some(http),
-        };
-    }
     let got = first_read(logs.http);
+    let answer = match &error {
+        WsError::Http(response) => {
+            let tail = response.body().clone().unwrap_or_default();
+            Some((Head::from_tungstenite(response), tail))
+        }
+        _ => Head::parse(&got).map(|head| {
+            let tail = got[head.len..].to_vec();
+            (head, tail)
+        }),
+    };
+    let switched = match answer {
+        Some((head, mut body)) if head.status != 101 => {
+            head.complete_body(stream, &mut body, wait).await;
+            let http = head.into_response(&body);
+            return Refusal {
+                failure: Failure::new(
+                    FailureKind::HttpRefused,
+                    format!("HTTP {} {}", http.status, http.reason),
+                ),
+                from_bundled_server: http.header(wscheck_server::SERVER_HEADER).is_some(),
+                response: Some(http),
+            };
+        }
+        // A 101 that failed tungstenite's checks (no subprotocol picked, a bad accept key).
+        switched => switched.map(|(head, _)| head.into_response(&[])),
+    };
     let tls_peer = !candidate.scheme.is_tls() && looks_like_tls(&first_read(logs.tcp));
-    let kind = match &error {
+    Refusal {
+        failure: not_refused(&error, &got, tls_peer),
+        from_bundled_server: switched
+            .as_ref()
+            .is_some_and(|r| r.header(wscheck_server::SERVER_HEADER).is_some()),
+        response: switched,
+    }
+}
+
+/// Why a handshake failed that no HTTP refusal explains: `got` is what the peer sent.
+fn not_refused(error: &WsError, got: &[u8], tls_peer: bool) -> Failure {
+    let kind = match error {
         _ if tls_peer => FailureKind::PlainToTlsPeer,
         WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(
             SubProtocolError::NoSubProtocol,
@@ -232,7 +188,7 @@ pub async fn refusal<S: AsyncRead + Unpin>(
         | WsError::ConnectionClosed
         | WsError::AlreadyClosed => FailureKind::HandshakeClosed,
         WsError::HttpFormat(_) => FailureKind::NotHttp,
-        WsError::Protocol(_) if !got.is_empty() && !looks_like_http(&got) => FailureKind::NotHttp,
+        WsError::Protocol(_) if !got.is_empty() && !looks_like_http(got) => FailureKind::NotHttp,
         WsError::Protocol(_) => FailureKind::HandshakeInvalid,
         _ => FailureKind::HandshakeClosed,
     };
@@ -246,11 +202,7 @@ pub async fn refusal<S: AsyncRead + Unpin>(
         ),
         _ => error.to_string(),
     };
-    Refusal {
-        failure: Failure::new(kind, message),
-        response: None,
-        from_bundled_server: false,
-    }
+    Failure::new(kind, message)
 }
 
 /// No answer to the upgrade within the probe's time: a TLS peer waiting for a ClientHello

@@ -1,24 +1,45 @@
-//! `--format markdown`: a block to paste into a support ticket (version, UTC time, target,
-//! table, explanations); everything already redacted by `Report::build`.
+//! `--format markdown`: a block to paste into a support ticket (version, UTC time, the
+//! command line, the options that change the network path, target, table, explanations,
+//! identical handshakes once); everything already redacted by `Report::build`.
 
 use std::io::Write;
 
-use super::model::{AppView, Report, format_ms};
+use super::model::{AppView, DEFAULT_WIDTH, ProbeView, Report, format_ms};
 
 /// Escapes what would break a Markdown table cell.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
+/// `text` as inline code; with a backtick inside, fenced by two (CommonMark).
+fn code(text: &str) -> String {
+    let text = text.replace('\n', " ");
+    if text.contains('`') {
+        format!("`` {text} ``")
+    } else {
+        format!("`{text}`")
+    }
+}
+
 pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "### WebSocket check: `{}`\n", report.target.input)?;
     writeln!(out, "- **Tool:** wscheck {}", report.tool.version)?;
     writeln!(out, "- **Time (UTC):** {}", report.generated_at)?;
+    if let Some(command) = &report.command {
+        writeln!(out, "- **Command:** {}", code(command))?;
+    }
     writeln!(
         out,
         "- **Target:** `{}` (host `{}`, path `{}`)",
         report.target.input, report.target.host, report.target.path
     )?;
+    let path_options = if report.path_options.is_empty() {
+        "none (DNS, direct connections, built-in CA roots)".to_owned()
+    } else {
+        let options: Vec<String> = report.path_options.iter().map(|o| code(o)).collect();
+        options.join(", ")
+    };
+    writeln!(out, "- **Network path options:** {path_options}")?;
     writeln!(
         out,
         "- **Verdict:** {} {}\n",
@@ -48,7 +69,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(deep) = &report.deep {
         writeln!(out, "\n#### Deep checks (over `{}`)\n\n```text", deep.url)?;
         let mut text = Vec::new();
-        super::table::render_deep(deep, &mut text)?;
+        super::table::render_deep(deep, DEFAULT_WIDTH, &mut text)?;
         out.write_all(&text)?;
         writeln!(out, "```")?;
     }
@@ -104,29 +125,172 @@ fn render_app(app: &AppView, out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The handshakes, folded away.
-fn render_handshakes(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
-    let with_requests: Vec<_> = report
+/// Headers whose values differ on every handshake by design, so two handshakes are the
+/// same when all else is equal: the key and its accept hash (random per request), and the
+/// date-like headers (the clock).
+const VOLATILE: [&str; 6] = [
+    "sec-websocket-key",
+    "sec-websocket-accept",
+    "date",
+    "expires",
+    "last-modified",
+    "x-request-start",
+];
+
+/// Request ids that routers add to every request (gorouter's `X-Vcap-Request-Id`, the
+/// approuter's `x-correlationid`, tracing headers). They differ on every handshake too, so
+/// they do not keep handshakes apart; but support looks requests up in the router's logs
+/// by them, so a group lists each URL's value.
+const REQUEST_IDS: [&str; 7] = [
+    "x-vcap-request-id",
+    "x-request-id",
+    "x-correlation-id",
+    "x-correlationid",
+    "traceparent",
+    "x-b3-traceid",
+    "x-b3-spanid",
+];
+
+/// The name of a `Name: value` head line, lower-case; `None` for the request line.
+fn header_name(line: &str) -> Option<String> {
+    let (name, _) = line.split_once(':')?;
+    (!name.is_empty() && !name.contains(' ')).then(|| name.trim().to_ascii_lowercase())
+}
+
+/// A probe's handshake as shown: the request head, then (when answered) the response's
+/// status line and headers.
+fn handshake_lines(probe: &ProbeView) -> Vec<String> {
+    let mut lines = probe.result.request.clone();
+    if let Some(response) = &probe.result.response {
+        lines.push(String::new());
+        lines.push(format!("HTTP/1.1 {} {}", response.status, response.reason));
+        lines.extend(response.headers.iter().map(|(n, v)| format!("{n}: {v}")));
+    }
+    lines
+}
+
+/// What two handshakes are compared by: their lines, with the values of [`VOLATILE`] and
+/// [`REQUEST_IDS`] headers blanked.
+fn comparable(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|line| match header_name(line) {
+            Some(name)
+                if VOLATILE.contains(&name.as_str()) || REQUEST_IDS.contains(&name.as_str()) =>
+            {
+                format!("{name}:")
+            }
+            _ => line.clone(),
+        })
+        .collect()
+}
+
+/// The probes with a handshake, grouped by identical handshakes, in first-seen order.
+fn handshake_groups(report: &Report) -> Vec<Vec<&ProbeView>> {
+    let mut groups: Vec<(Vec<String>, Vec<&ProbeView>)> = Vec::new();
+    for probe in report
         .probes
         .iter()
         .filter(|p| !p.result.request.is_empty())
-        .collect();
-    if !with_requests.is_empty() {
-        writeln!(out, "\n<details><summary>Handshakes</summary>\n")?;
-        for probe in with_requests {
-            writeln!(out, "`{}`\n\n```http", probe.result.candidate.url)?;
-            for line in &probe.result.request {
-                writeln!(out, "{line}")?;
-            }
-            if let Some(response) = &probe.result.response {
-                writeln!(out, "\nHTTP/1.1 {} {}", response.status, response.reason)?;
-                for (name, value) in &response.headers {
-                    writeln!(out, "{name}: {value}")?;
-                }
-            }
-            writeln!(out, "```\n")?;
+    {
+        let key = comparable(&handshake_lines(probe));
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(probe),
+            None => groups.push((key, vec![probe])),
         }
-        writeln!(out, "</details>")?;
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
+}
+
+/// The handshakes, folded away; identical ones (see [`comparable`]) once, headed by every
+/// URL that sent it.
+fn render_handshakes(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+    let groups = handshake_groups(report);
+    if groups.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n<details><summary>Handshakes</summary>\n")?;
+    writeln!(
+        out,
+        "Identical handshakes are shown once, with every URL that sent them (the values of \
+         `Sec-WebSocket-Key`, `Sec-WebSocket-Accept`, date-like headers and request ids \
+         are not compared).\n"
+    )?;
+    for members in groups {
+        let urls: Vec<String> = members
+            .iter()
+            .map(|p| code(&p.result.candidate.url))
+            .collect();
+        writeln!(out, "{}\n\n```http", urls.join(", "))?;
+        for line in handshake_lines(members[0]) {
+            writeln!(out, "{line}")?;
+        }
+        writeln!(out, "```\n")?;
+        render_request_ids(&members, out)?;
+    }
+    writeln!(out, "</details>")
+}
+
+/// Under a group of several URLs: each URL's request ids, which the block shows only for
+/// the first.
+fn render_request_ids(members: &[&ProbeView], out: &mut dyn Write) -> std::io::Result<()> {
+    if members.len() < 2 {
+        return Ok(());
+    }
+    let id_of = |probe: &ProbeView, name: &str| {
+        handshake_lines(probe)
+            .into_iter()
+            .find(|l| header_name(l).as_deref() == Some(name))
+            .and_then(|l| l.split_once(':').map(|(_, v)| v.trim().to_owned()))
+    };
+    for name in REQUEST_IDS {
+        let ids: Vec<String> = members
+            .iter()
+            .filter_map(|p| {
+                Some(format!(
+                    "{} {}",
+                    code(&p.result.candidate.url),
+                    code(&id_of(p, name)?)
+                ))
+            })
+            .collect();
+        if ids.len() > 1 {
+            writeln!(out, "- {} per URL: {}\n", code(name), ids.join(", "))?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::comparable;
+
+    fn handshake(host: &str, key: &str, date: &str, id: &str) -> Vec<String> {
+        [
+            "GET /ws HTTP/1.1",
+            &format!("Host: {host}"),
+            &format!("Sec-WebSocket-Key: {key}"),
+            "",
+            "HTTP/1.1 101 Switching Protocols",
+            &format!("date: {date}"),
+            "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+            &format!("X-Vcap-Request-Id: {id}"),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    #[test]
+    fn handshakes_compare_without_keys_dates_and_request_ids() {
+        let first = handshake("h", "dGhlIHNhbXBsZSBub25jZQ==", "Mon, 01 Jan 2026", "id-1");
+        let again = handshake("h", "x3JJHMbDL1EzLkh9GBhXDw==", "Tue, 02 Jan 2026", "id-2");
+        let other_port = handshake(
+            "h:8080",
+            "dGhlIHNhbXBsZSBub25jZQ==",
+            "Mon, 01 Jan 2026",
+            "id-1",
+        );
+        assert_eq!(comparable(&first), comparable(&again));
+        assert_ne!(comparable(&first), comparable(&other_port));
+    }
 }

@@ -11,8 +11,8 @@ pub mod routes;
 pub mod table;
 
 pub use model::{
-    AppView, Format, ProbeView, Report, SCHEMA_VERSION, Style, TargetView, Tool, Verdict,
-    format_ms, now_utc,
+    AppView, Choice, DEFAULT_WIDTH, Format, ProbeView, Report, SCHEMA_VERSION, Style, TargetView,
+    Tool, Verdict, format_ms, now_utc,
 };
 
 /// Writes `report` in `format`.

@@ -24,13 +24,30 @@ pub enum Format {
     Markdown,
 }
 
+/// The width the table report is laid out for when nothing tells another: a terminal's
+/// classic width, and what a report pasted into a ticket is read at.
+pub const DEFAULT_WIDTH: usize = 80;
+
 /// Terminal styling of the table.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Style {
     /// Colour the result column (only on a terminal and without NO_COLOR).
     pub colour: bool,
     /// Print each handshake request and response.
     pub verbose: bool,
+    /// Columns to fit in (`COLUMNS`, else the terminal's, else [`DEFAULT_WIDTH`]): the table
+    /// drops columns and the explanations wrap so that the terminal never wraps a line.
+    pub width: usize,
+}
+
+impl Default for Style {
+    fn default() -> Self {
+        Self {
+            colour: false,
+            verbose: false,
+            width: DEFAULT_WIDTH,
+        }
+    }
 }
 
 /// Now, UTC, RFC 3339 to the second: every report's `generated_at`.
@@ -48,6 +65,12 @@ pub struct Report {
     /// UTC, RFC 3339.
     pub generated_at: String,
     pub target: TargetView,
+    /// The command line that made the report, redacted (`redact::command_line`); `None`
+    /// when the report was built in-process without one (the demo, tests).
+    pub command: Option<String>,
+    /// The options that change the network path (`--connect-to`, `--resolve`, `--cacert`,
+    /// a proxy and where it came from, `-k`), as options; never credentials.
+    pub path_options: Vec<String>,
     pub verdict: Verdict,
     pub probes: Vec<ProbeView>,
     /// What reached the app, when the peer is the bundled server.
@@ -81,12 +104,18 @@ pub struct TargetView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
-    /// The recommended URL works end to end.
+    /// The URL asked about works end to end (exit code 0): TARGET itself for a URL, the
+    /// canonical `wss://<route><path>` for a bare route.
     pub ok: bool,
+    /// The URL the verdict answers for.
+    pub asked_url: String,
     /// The canonical URL (`wss://<route>`, no port) works.
     pub healthy: bool,
-    /// The URL to use; `null` when none works.
+    /// The URL to use: the one asked about when it works, else a working fallback; `null`
+    /// when none works.
     pub recommended_url: Option<String>,
+    /// `recommended_url` is a fallback, not the URL asked about.
+    pub fallback: bool,
     /// `wss://<route><path>`: what a CF route should answer on.
     pub canonical_url: String,
     pub summary: String,
@@ -202,18 +231,18 @@ impl AppView {
 
 impl Report {
     /// Assembles the report (diagnoses, verdict), redacted and ready to render.
-    /// `recommended` indexes the result to recommend (`check::recommended`).
+    /// `choice` says which result was asked about and which to recommend (`check`).
     pub fn build(
         plan: &Plan,
         results: Vec<ProbeResult>,
-        recommended: Option<usize>,
+        choice: Choice,
         app: Option<AppView>,
         deep: Option<DeepReport>,
         generated_at: String,
     ) -> Self {
         let probes: Vec<ProbeView> = results.into_iter().map(ProbeView::from_result).collect();
-        let verdict = Verdict::new(plan, &probes, recommended.map(|i| &probes[i]));
-        let notes = notes(plan, &probes, verdict.ok);
+        let verdict = Verdict::new(plan, &probes, choice);
+        let notes = notes(plan, &probes, choice.recommended.is_some());
         let mut report = Self {
             schema_version: SCHEMA_VERSION,
             tool: Tool::THIS,
@@ -223,6 +252,8 @@ impl Report {
                 host: plan.target.host.clone(),
                 path: plan.target.path.clone(),
             },
+            command: None,
+            path_options: path_options(plan),
             verdict,
             probes,
             app,
@@ -239,6 +270,7 @@ impl Report {
         report.target.input = text_with_query(&report.target.input);
         report.target.path = text_with_query(&report.target.path);
         report.verdict.canonical_url = text_with_query(&report.verdict.canonical_url);
+        report.verdict.asked_url = text_with_query(&report.verdict.asked_url);
         report.verdict.summary = text_with_query(&report.verdict.summary);
         if let Some(url) = &mut report.verdict.recommended_url {
             *url = text_with_query(url);
@@ -292,56 +324,107 @@ impl Report {
     }
 }
 
+/// Which probe the verdict answers for and which it recommends, as indexes.
+#[derive(Debug, Clone, Copy)]
+pub struct Choice {
+    pub asked: usize,
+    pub recommended: Option<usize>,
+}
+
 impl Verdict {
-    /// The verdict on `probes`, `recommended` being the one to use.
-    fn new(plan: &Plan, probes: &[ProbeView], recommended: Option<&ProbeView>) -> Self {
-        let canonical_url = format!("wss://{}{}", plan.target.host, plan.target.path);
+    /// The verdict on `probes`: whether the one asked about works, and what to use.
+    fn new(plan: &Plan, probes: &[ProbeView], choice: Choice) -> Self {
+        let asked = &probes[choice.asked];
+        let recommended = choice.recommended.map(|i| &probes[i]);
         let canonical = probes.iter().find(|p| {
             p.result.candidate.scheme == Scheme::Wss && p.result.candidate.explicit_port.is_none()
         });
+        let ok = asked.diagnosis.code.is_ok();
         let healthy = match canonical {
             Some(c) => c.diagnosis.code.is_ok(),
-            None => recommended.is_some(),
+            None => ok,
         };
-        let summary = match (recommended, canonical) {
-            (Some(r), _) if healthy => format!(
-                "use {} — the route is healthy ({})",
-                r.result.candidate.url,
-                match &r.result.echo {
-                    Some(e) if e.verified => format!(
-                        "WebSocket opened, echo verified in {:.1} ms",
-                        e.rtt_ms.unwrap_or_default()
-                    ),
-                    _ => "WebSocket opened; echo not verified".to_owned(),
-                }
+        let summary = match recommended {
+            Some(r) if ok => works(r, canonical, probes),
+            Some(fallback) => format!(
+                "{} fails: {} ({}); fallback: {} works{}",
+                asked.result.candidate.url,
+                asked.diagnosis.summary,
+                asked.diagnosis.code.as_str(),
+                fallback.result.candidate.url,
+                plaintext_warning(fallback)
             ),
-            (Some(r), Some(c)) => format!(
-                "use {} — but the canonical {} fails ({}): on Cloud Foundry it should work",
-                r.result.candidate.url,
-                c.result.candidate.url,
-                c.diagnosis.code.as_str()
+            None if probes.len() == 1 => format!(
+                "{} fails: {} ({})",
+                asked.result.candidate.url,
+                asked.diagnosis.summary,
+                asked.diagnosis.code.as_str()
             ),
-            (Some(r), None) => format!("use {}", r.result.candidate.url),
-            (None, Some(c)) => format!(
+            None => format!(
                 "no URL works; start with {}: {} ({})",
-                c.result.candidate.url,
-                c.diagnosis.summary,
-                c.diagnosis.code.as_str()
+                asked.result.candidate.url,
+                asked.diagnosis.summary,
+                asked.diagnosis.code.as_str()
             ),
-            (None, None) => "no URL works".to_owned(),
         };
         Self {
-            ok: recommended.is_some(),
+            ok,
+            asked_url: asked.result.candidate.url.clone(),
             healthy,
             recommended_url: recommended.map(|r| r.result.candidate.url.clone()),
-            canonical_url,
+            fallback: recommended.is_some() && !ok,
+            canonical_url: format!("wss://{}{}", plan.target.host, plan.target.path),
             summary,
         }
     }
 }
 
+/// The summary when the URL asked about works: how, and what else the user should know
+/// (a canonical URL that fails, or that plaintext was asked for while TLS works too).
+fn works(asked: &ProbeView, canonical: Option<&ProbeView>, probes: &[ProbeView]) -> String {
+    let how = match &asked.result.echo {
+        Some(e) if e.verified => format!(
+            "WebSocket opened, echo verified in {:.1} ms",
+            e.rtt_ms.unwrap_or_default()
+        ),
+        _ => "WebSocket opened; echo not verified".to_owned(),
+    };
+    let url = &asked.result.candidate.url;
+    let is_canonical = canonical.is_some_and(|c| std::ptr::eq(c, asked));
+    if is_canonical {
+        return format!("use {url} — the route is healthy ({how})");
+    }
+    let mut summary = format!("use {url} — it works{} ({how})", plaintext_warning(asked));
+    if let Some(c) = canonical.filter(|c| !c.diagnosis.code.is_ok()) {
+        summary.push_str(&format!(
+            "; but the canonical {} fails ({}): on Cloud Foundry it should work",
+            c.result.candidate.url,
+            c.diagnosis.code.as_str()
+        ));
+    } else if asked.result.candidate.scheme == Scheme::Ws
+        && let Some(tls) = probes
+            .iter()
+            .find(|p| p.result.candidate.scheme == Scheme::Wss && p.diagnosis.code.is_ok())
+    {
+        summary.push_str(&format!(
+            "; {} works too, encrypted: prefer it",
+            tls.result.candidate.url
+        ));
+    }
+    summary
+}
+
+/// `, but unencrypted (plaintext ws://)` for a ws:// URL: never recommended silently.
+fn plaintext_warning(probe: &ProbeView) -> &'static str {
+    if probe.result.candidate.scheme == Scheme::Ws {
+        ", but unencrypted (plaintext ws://)"
+    } else {
+        ""
+    }
+}
+
 /// Notes on how the run went: credentials held back, deep checks skipped, `-k`.
-fn notes(plan: &Plan, probes: &[ProbeView], ok: bool) -> Vec<String> {
+fn notes(plan: &Plan, probes: &[ProbeView], any_works: bool) -> Vec<String> {
     let mut notes = Vec::new();
     if probes.iter().any(|p| p.result.credentials_held_back) {
         notes.push(
@@ -350,7 +433,7 @@ fn notes(plan: &Plan, probes: &[ProbeView], ok: bool) -> Vec<String> {
                 .to_owned(),
         );
     }
-    if plan.deep.any() && !ok {
+    if plan.deep.any() && !any_works {
         notes.push("Deep checks were skipped: no URL works.".to_owned());
     }
     if plan.insecure {
@@ -360,6 +443,97 @@ fn notes(plan: &Plan, probes: &[ProbeView], ok: bool) -> Vec<String> {
         );
     }
     notes
+}
+
+/// The options of `plan` that change where and how connections go, as a reader of a
+/// ticket would type them; a proxy says where it came from and whether this route uses it.
+fn path_options(plan: &Plan) -> Vec<String> {
+    let mut options: Vec<String> = plan
+        .connect_to
+        .iter()
+        .map(|rule| {
+            let host = |h: &Option<String>| h.as_deref().map(bracketed).unwrap_or_default();
+            let port = |p: Option<u16>| p.map(|p| p.to_string()).unwrap_or_default();
+            format!(
+                "--connect-to {}:{}:{}:{}",
+                host(&rule.from_host),
+                port(rule.from_port),
+                host(&rule.to_host),
+                port(rule.to_port)
+            )
+        })
+        .collect();
+    for rule in &plan.resolve {
+        let addrs: Vec<String> = rule
+            .addrs
+            .iter()
+            .map(|a| bracketed(&a.to_string()))
+            .collect();
+        options.push(format!(
+            "--resolve {}:{}:{}",
+            bracketed(&rule.host),
+            rule.port,
+            addrs.join(",")
+        ));
+    }
+    if let Some(cacert) = &plan.cacert {
+        options.push(format!("--cacert {}", cacert.display()));
+    }
+    options.extend(proxy_options(plan));
+    if plan.insecure {
+        options.push("-k".to_owned());
+    }
+    options
+}
+
+/// `-x host:port (from https_proxy, with credentials; wss:// only)`: one entry when ws://
+/// and wss:// share the proxy (`-x`), else one each; the bypass list when there is one.
+fn proxy_options(plan: &Plan) -> Vec<String> {
+    let (wss, ws) = (plan.proxies.wss.as_ref(), plan.proxies.ws.as_ref());
+    let shared = wss.is_some() && wss == ws;
+    let mut options = Vec::new();
+    for (scheme, proxy) in [(Scheme::Wss, wss), (Scheme::Ws, ws.filter(|_| !shared))] {
+        let Some(proxy) = proxy else { continue };
+        let mut about = Vec::new();
+        if proxy.source != "--proxy" {
+            about.push(format!("from {}", proxy.source));
+        }
+        if proxy.credentials.is_some() {
+            about.push("with credentials".to_owned());
+        }
+        if !shared {
+            about.push(format!("{}:// only", scheme.as_str()));
+        }
+        let used = plan
+            .candidates
+            .iter()
+            .any(|c| (shared || c.scheme == scheme) && plan.proxy_for(c).is_some());
+        if !used {
+            about.push("not used: the host is loopback or in no_proxy".to_owned());
+        }
+        let about = if about.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", about.join(", "))
+        };
+        options.push(format!("-x {}{about}", proxy.display()));
+    }
+    if (wss.is_some() || ws.is_some()) && !plan.proxies.no_proxy.is_empty() {
+        options.push(format!(
+            "--noproxy {} (or no_proxy)",
+            plan.proxies.no_proxy.join(",")
+        ));
+    }
+    options
+}
+
+/// An IPv6 address in brackets, as the options take it; anything else as it is.
+fn bracketed(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
 }
 
 /// Human-friendly duration of milliseconds.

@@ -7,12 +7,16 @@ use crate::support::{HOST, closed_port};
 
 fn wscheck() -> Command {
     let mut cmd = Command::cargo_bin("wscheck").unwrap();
-    cmd.env("NO_COLOR", "1").env_remove("RUST_LOG");
+    // Wide enough that no line wraps: these tests read content; output.rs checks layout.
+    cmd.env("NO_COLOR", "1")
+        .env("COLUMNS", "200")
+        .env_remove("RUST_LOG");
     cmd
 }
 
 #[test]
 fn bad_input_is_a_one_line_error_with_exit_2() {
+    let too_long = format!("{}wscheck.test", "abcdefghi.".repeat(25));
     for (args, needle) in [
         (vec!["ftp://app.wscheck.test"], "unsupported scheme 'ftp'"),
         (vec!["app.wscheck.test:0"], "port '0'"),
@@ -27,6 +31,23 @@ fn bad_input_is_a_one_line_error_with_exit_2() {
             "--cacert /nonexistent/ca.pem",
         ),
         (vec![], "missing TARGET"),
+        (
+            vec!["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.wscheck.test"],
+            "has 64 characters; DNS allows at most 63",
+        ),
+        (vec![&too_long], "DNS allows at most 253"),
+        (
+            vec!["wss://user:s3cret-pw@app.wscheck.test:0/"],
+            "wss://[redacted]@app.wscheck.test:0/",
+        ),
+        (
+            vec![
+                "app.wscheck.test",
+                "-H",
+                "Authorization Bearer s3cret-token",
+            ],
+            "--header",
+        ),
     ] {
         let output = wscheck().args(&args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -34,6 +55,11 @@ fn bad_input_is_a_one_line_error_with_exit_2() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(output.stdout.is_empty(), "{args:?}");
         assert!(!stderr.contains("panicked"));
+        if stderr.starts_with("wscheck:") {
+            // Our own errors are one line; clap's add a usage hint.
+            assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        }
+        assert!(!stderr.contains("s3cret"), "no secret in errors: {stderr}");
     }
 }
 
@@ -43,7 +69,10 @@ fn help_documents_the_exit_codes() {
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("EXIT CODES"), "{help}");
-    assert!(help.contains("0  the recommended URL works end to end"));
+    assert!(help.contains("0  what you asked about works end to end"));
+    assert!(
+        help.contains("TARGET itself for a URL, the canonical wss://<route><path> for a route")
+    );
     assert!(help.contains("--connect-to <HOST1:PORT1:HOST2:PORT2>"));
 }
 
@@ -93,14 +122,13 @@ fn demo_shows_a_healthy_route_and_the_failing_ports() {
             .unwrap_or_default()
             .to_owned()
     };
+    // The route is shown once, in the header; rows name scheme and port.
     assert!(
-        row("wss://wscheck-demo.apps.wscheck.test/").contains("┆ ok "),
+        stdout.starts_with("wscheck 0.1.0 · wscheck-demo.apps.wscheck.test · 8 URLs"),
         "{stdout}"
     );
-    assert!(
-        row("ws://wscheck-demo.apps.wscheck.test:8080/").contains("connect_refused"),
-        "{stdout}"
-    );
+    assert!(row("wss").contains("┆ ok "), "{stdout}");
+    assert!(row("ws:8080").contains("connect_refused"), "{stdout}");
     assert!(stdout.contains("connect_refused"), "{stdout}");
     assert!(stdout.contains("X-Forwarded-Proto: https"), "{stdout}");
     assert!(
@@ -148,4 +176,74 @@ async fn verbose_prints_each_handshake_and_resolve_pins_addresses() {
     );
     assert!(stdout.contains("< x-wscheck-server: "), "{stdout}");
     assert!(!stdout.contains("s3cr3t"), "{stdout}");
+}
+
+/// The exit code answers for what was asked: a route whose wss:// is broken fails even
+/// when plain ws:// works, and the report names ws:// as a plaintext fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_wss_route_exits_1_and_names_plain_ws_as_a_plaintext_fallback() {
+    let app = fixtures::start_bundled(wscheck_server::Config::default())
+        .await
+        .unwrap();
+    let ca = wscheck_testkit::pki::TestCa::new("wscheck test CA").unwrap();
+    let dir = wscheck_testkit::tempdir("ca").unwrap();
+    let cacert = ca.write(&dir).unwrap();
+    let expired = ca.expired_leaf(&[HOST]).unwrap();
+    let acceptor = fixtures::tls_acceptor(&expired, &ca).unwrap();
+    let front = fixtures::start_tls_front(app.addr, acceptor).await.unwrap();
+    let nowhere = closed_port();
+    let run = |target: &str, format: &str| {
+        let output = wscheck()
+            .args([target, "--format", format, "--cacert"])
+            .arg(&cacert)
+            .args(["--connect-to", &format!(":443:{}", front.addr)])
+            .args(["--connect-to", &format!(":80:{}", app.addr)])
+            .args(["--connect-to", &format!("::{nowhere}")])
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+
+    let (code, stdout) = run(HOST, "json");
+    assert_eq!(code, Some(1), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let verdict = &json["verdict"];
+    assert_eq!(verdict["ok"], false, "{verdict:#}");
+    assert_eq!(verdict["asked_url"], format!("wss://{HOST}/"));
+    assert_eq!(verdict["recommended_url"], format!("ws://{HOST}/"));
+    assert_eq!(verdict["fallback"], true);
+    let summary = verdict["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("tls_cert_expired") && summary.contains("plaintext"),
+        "{summary}"
+    );
+
+    let (code, stdout) = run(HOST, "table");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "Verdict: FAIL — wss://{HOST}/ fails: The server's certificate is expired"
+        )) && stdout.contains(&format!(
+            "fallback: ws://{HOST}/ works, but unencrypted (plaintext ws://)"
+        )),
+        "{stdout}"
+    );
+
+    // Asking for the plaintext URL itself: it works (exit 0), and the verdict says what it is.
+    let (code, stdout) = run(&format!("ws://{HOST}/"), "table");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "Verdict: use ws://{HOST}/ — it works, but unencrypted (plaintext ws://)"
+        )),
+        "{stdout}"
+    );
+    // Asking for wss:// with a port: that URL is what fails.
+    let (code, stdout) = run(&format!("wss://{HOST}:443/"), "json");
+    assert_eq!(code, Some(1), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["verdict"]["asked_url"], format!("wss://{HOST}:443/"));
 }

@@ -184,6 +184,32 @@ async fn connections_show_which_instances_answer_and_a_crashed_one() {
         instances.targeted.as_deref(),
         Some(format!("{APP_GUID}:0").as_str())
     );
+
+    // An instance that does not exist: the router's 400 unknown_route is its own code,
+    // not route_not_found; a malformed header (only possible with -H) gets another.
+    let mut missing = via(&router, "multi.apps.wscheck.test");
+    missing.set("--instance", format!("{APP_GUID}:7"));
+    let report = check(&missing).await;
+    let p = &report.probes[0];
+    assert_eq!(p.diagnosis.code.as_str(), "instance_not_found", "{p:#?}");
+    assert_eq!(
+        p.diagnosis.answered_by,
+        wscheck::diagnose::AnsweredBy::Gorouter
+    );
+    assert!(
+        p.diagnosis.detail.contains("Requested instance ('7')"),
+        "{}",
+        p.diagnosis.detail
+    );
+    let mut malformed = via(&router, "multi.apps.wscheck.test");
+    malformed.add("--header", "X-Cf-App-Instance: not-an-instance");
+    let report = check(&malformed).await;
+    assert_eq!(
+        report.probes[0].diagnosis.code.as_str(),
+        "invalid_cf_app_instance_header",
+        "{:#?}",
+        report.probes[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,6 +252,30 @@ async fn through_a_corporate_proxy() {
         assert!(p.result.timings.proxy.is_some());
     }
 
+    // The tunnel opens, then what is behind it drops the handshake: the detail says the
+    // failure came through the proxy, after its tunnel worked.
+    let closer = fixtures::start(Behaviour::CloseOnFirstBytes).await.unwrap();
+    let mut dropped = args("ws://echo.apps.wscheck.test/");
+    dropped
+        .switch("--only")
+        .add("--connect-to", format!("::{}", closer.addr))
+        .set("--proxy", open.url(None));
+    let report = check(&dropped).await;
+    let p = &report.probes[0];
+    assert_eq!(
+        p.diagnosis.code.as_str(),
+        "closed_during_handshake",
+        "{p:#?}"
+    );
+    assert!(
+        p.diagnosis.detail.contains(&format!(
+            "through the proxy {}, whose tunnel opened",
+            open.addr
+        )),
+        "{}",
+        p.diagnosis.detail
+    );
+
     // A proxy that wants credentials.
     let guarded = Tinyproxy::start(Some(("alice", "s3cret")), &[]).unwrap();
     a.set("--proxy", guarded.url(None));
@@ -258,10 +308,20 @@ async fn through_a_corporate_proxy() {
         wscheck::diagnose::AnsweredBy::Proxy
     );
 
-    // Nothing listens where the proxy should be.
+    // Nothing listens where the proxy should be: nobody answered, and -x is named.
     a.set("--proxy", format!("http://{}", closed_port()));
     let report = check(&a).await;
-    assert_eq!(report.probes[0].diagnosis.code.as_str(), "proxy_refused");
+    let p = &report.probes[0];
+    assert_eq!(p.diagnosis.code.as_str(), "proxy_unreachable", "{p:#?}");
+    assert_eq!(
+        p.diagnosis.answered_by,
+        wscheck::diagnose::AnsweredBy::Nobody
+    );
+    assert!(
+        p.diagnosis.detail.contains("(from --proxy)"),
+        "{}",
+        p.diagnosis.detail
+    );
 
     // A TLS-inspecting proxy: the certificate comes from its own CA.
     let inspector = TestCa::new("Contoso TLS Inspection CA").unwrap();
@@ -355,6 +415,19 @@ fn proxies_from_the_environment_and_no_proxy() {
     assert_eq!(
         json["probes"][0]["diagnosis"]["code"],
         "proxy_auth_required"
+    );
+    // A proxy variable pointing nowhere: unreachable, answered by nobody, and the report
+    // names the variable it came from.
+    let json = run(&[("https_proxy", &format!("http://{nowhere}"))]);
+    let p = &json["probes"][0];
+    assert_eq!(p["diagnosis"]["code"], "proxy_unreachable", "{p:#}");
+    assert_eq!(p["diagnosis"]["answered_by"], "nobody");
+    assert!(
+        p["diagnosis"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("(from https_proxy)"),
+        "{p:#}"
     );
     drop(app);
 }

@@ -118,11 +118,12 @@ async fn ok_unverified_echo_when_an_unknown_app_stays_silent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_failure() {
-    // A label longer than 63 octets fails in the resolver library itself: no query leaves
-    // the machine.
+    // wscheck refuses such a TARGET itself; as a --connect-to host, a label longer than 63
+    // octets fails in the resolver library: no query leaves the machine.
     let host = format!("{}.wscheck.test", "a".repeat(64));
-    let mut a = args(&format!("wss://{host}/"));
-    a.switch("--only");
+    let mut a = args(&format!("wss://{HOST}/"));
+    a.switch("--only")
+        .add("--connect-to", format!("::{host}:443"));
     let (code, report) = code_of(&a).await;
     assert_eq!(code, "dns_failure");
     assert_eq!(single(&report).result.stage.as_str(), "dns");
@@ -263,7 +264,28 @@ async fn gorouter_errors() {
             "",
             "route_service_unsupported",
         ),
-        (400, "Bad Request", "empty_host", "", "unexpected_status"),
+        (
+            400,
+            "Bad Request",
+            "empty_host",
+            "400 Bad Request: Request had empty Host header",
+            "empty_host",
+        ),
+        // gorouter's answers to X-Cf-App-Instance (routing-release 0.317, byte for byte).
+        (
+            400,
+            "Bad Request",
+            "unknown_route",
+            "400 Bad Request: Requested instance ('7') with guid ('5a9e1c1e-0000-4000-8000-0000000000a1') does not exist for route ('app.wscheck.test')",
+            "instance_not_found",
+        ),
+        (
+            400,
+            "Bad Request",
+            "invalid_cf_app_instance_header",
+            "400 Bad Request: Invalid X-CF-App-Instance Header",
+            "invalid_cf_app_instance_header",
+        ),
     ];
     for (status, reason, router_error, body, expected) in cases {
         let peer = fixtures::start(Behaviour::Respond(http_response(
@@ -441,13 +463,28 @@ async fn echo_failures() {
     assert_eq!(code, "echo_timeout", "an article echo server must echo");
     assert!(!report.verdict.ok);
 
+    // An app that is not an echo server (push, chat, greeting-only) is working: what it
+    // sent is shown, and the exit code is 0.
     let other = fixtures::start(Behaviour::WsReply("{\"type\":\"hello\"}".into()))
         .await
         .unwrap();
-    assert_eq!(
-        code_of(&only(&format!("ws://{HOST}/"), other.addr)).await.0,
-        "echo_mismatch"
+    let (code, report) = code_of(&only(&format!("ws://{HOST}/"), other.addr)).await;
+    assert_eq!(code, "ok_unverified_echo");
+    assert!(report.verdict.ok);
+    let detail = &single(&report).diagnosis.detail;
+    assert!(
+        detail.contains("the app sent: {\"type\":\"hello\"}"),
+        "{detail}"
     );
+
+    // Only a peer known to echo (here by the article's greeting) that answers something
+    // else is a mismatch.
+    let altered = fixtures::start(Behaviour::WsGreetThenReply("Echo: something else".into()))
+        .await
+        .unwrap();
+    let (code, report) = code_of(&only(&format!("ws://{HOST}/"), altered.addr)).await;
+    assert_eq!(code, "echo_mismatch");
+    assert!(!report.verdict.ok);
 
     let closer = fixtures::start(Behaviour::WsClose(1009)).await.unwrap();
     let (code, report) = code_of(&only(&format!("ws://{HOST}/"), closer.addr)).await;
@@ -495,7 +532,8 @@ async fn origin_is_sent_replaced_or_left_out() {
     let heads = log.lock().unwrap().clone();
     assert_eq!(heads.len(), 3);
     assert!(
-        heads[0].contains(&format!("Origin: https://{HOST}\r\n")),
+        // A browser on an http:// page sends an http:// Origin with ws://.
+        heads[0].contains(&format!("Origin: http://{HOST}\r\n")),
         "{}",
         heads[0]
     );
@@ -633,4 +671,97 @@ async fn a_probe_that_never_gets_an_answer_does_not_delay_the_others() {
     }
     // The whole report is bounded by one probe's timeout, not the sum (+ the info read).
     assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
+}
+
+/// A TLS port that accepts TCP and then says nothing was answered by nobody: not a failed
+/// handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tls_port_is_a_tls_handshake_timeout_answered_by_nobody() {
+    let hole = fixtures::start(Behaviour::BlackHole).await.unwrap();
+    let mut a = only(&format!("wss://{HOST}/"), hole.addr);
+    a.set("--connect-timeout", "1s");
+    let (code, report) = code_of(&a).await;
+    assert_eq!(code, "tls_handshake_timeout", "{report:#?}");
+    assert_eq!(
+        single(&report).diagnosis.answered_by,
+        wscheck::diagnose::AnsweredBy::Nobody
+    );
+}
+
+/// `--no-echo`: the URL works once the WebSocket opens; nothing is sent. (This peer greets
+/// like the article's echo server and then never echoes: with the echo stage it would be
+/// `echo_timeout`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_echo_skips_the_echo_stage() {
+    let peer = fixtures::start(Behaviour::WsGreetThenSilent).await.unwrap();
+    let mut a = only(&format!("ws://{HOST}/"), peer.addr);
+    a.switch("--no-echo");
+    let (code, report) = code_of(&a).await;
+    assert_eq!(code, "ok_unverified_echo", "{report:#?}");
+    assert!(report.verdict.ok);
+    assert!(single(&report).result.echo.is_none());
+    assert!(
+        single(&report)
+            .diagnosis
+            .detail
+            .contains("echo skipped (--no-echo)"),
+        "{}",
+        single(&report).diagnosis.detail
+    );
+}
+
+/// A real Express app that has no WebSocket at the path: the fix names Express's way to
+/// share the HTTP server with the WebSocket server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_express_app_without_the_websocket_path_gets_express_advice() {
+    let (_app, addr) = node_app(
+        "const app = require('express')(); app.get('/', (q, s) => s.send('hello')); \
+         app.listen(Number(process.env.PORT), '127.0.0.1');",
+    );
+    let (code, report) = code_of(&only(&format!("ws://{HOST}/ws"), addr)).await;
+    assert_eq!(code, "path_not_found", "{report:#?}");
+    let detail = &single(&report).diagnosis.detail;
+    assert!(
+        detail.contains("the app is Express (Node)")
+            && detail.contains("new WebSocketServer({ server"),
+        "{detail}"
+    );
+}
+
+/// A real Node `ws` server that closes with an application code naming a subprotocol (as
+/// graphql-ws does with 4406): the report shows the code and reason, explains 4xxx, and
+/// suggests --subprotocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_during_the_echo_shows_its_code_reason_and_what_to_do() {
+    let (_app, addr) = node_app(
+        "const { WebSocketServer } = require('ws'); \
+         const wss = new WebSocketServer({ host: '127.0.0.1', port: Number(process.env.PORT) }); \
+         wss.on('connection', (ws) => ws.on('message', () => ws.close(4406, 'Subprotocol not acceptable')));",
+    );
+    let (code, report) = code_of(&only(&format!("ws://{HOST}/graphql"), addr)).await;
+    assert_eq!(code, "closed_during_echo", "{report:#?}");
+    let detail = &single(&report).diagnosis.detail;
+    assert!(
+        detail.contains("closed the WebSocket with 4406 \"Subprotocol not acceptable\"")
+            && detail.contains("application-defined")
+            && detail.contains("--subprotocol"),
+        "{detail}"
+    );
+}
+
+/// A small real Node app (`script`, with tests/node's packages: express, ws) on a free
+/// loopback `$PORT`; stopped when the guard drops.
+fn node_app(script: &str) -> (wscheck_testkit::ChildGuard, std::net::SocketAddr) {
+    let modules = wscheck_testkit::ensure_node_modules().unwrap();
+    let port = wscheck_testkit::free_port();
+    let child = std::process::Command::new("node")
+        .args(["-e", script])
+        .env("PORT", port.to_string())
+        .env("NODE_PATH", &modules)
+        .spawn()
+        .unwrap();
+    let guard = wscheck_testkit::ChildGuard(child);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    wscheck_testkit::wait_for_listener(addr, Duration::from_secs(10)).unwrap();
+    (guard, addr)
 }

@@ -1,9 +1,11 @@
 //! wscheck's integration tests, one binary: the prober against scripted and real peers on
 //! loopback (reached through `--connect-to`), rcgen certificates made at test time.
 
+mod answers;
 mod browser;
 mod cli;
 mod deep;
+mod demo;
 mod diagnoses;
 mod load;
 mod output;

@@ -1,11 +1,16 @@
-//! Output formats: the JSON contract, Markdown redaction, the table snapshot.
+//! Output formats: the JSON contract, Markdown for tickets (redaction, command line,
+//! network path options, identical handshakes once), the table snapshot and its fit in
+//! the terminal's width.
 
+use clap::Parser;
 use serde::Deserialize;
+use wscheck::cli::{Cli, to_plan};
+use wscheck::plan::{EnvProxy, EnvValue};
 use wscheck::report::Format;
-use wscheck::report::{self, Report, Style};
+use wscheck::report::{self, Report, Style, redact};
 use wscheck_testkit::fixtures;
 
-use crate::support::{HOST, args, check, closed_port};
+use crate::support::{Args, HOST, args, check, closed_port};
 
 /// The JSON contract: these fields exist with these types; `deny_unknown_fields` on the
 /// top level, the verdict and the diagnosis makes any change deliberate.
@@ -17,6 +22,8 @@ struct JsonReport {
     tool: serde_json::Value,
     generated_at: String,
     target: JsonTarget,
+    command: Option<String>,
+    path_options: Vec<String>,
     verdict: JsonVerdict,
     probes: Vec<JsonProbe>,
     app: Option<serde_json::Value>,
@@ -38,8 +45,10 @@ struct JsonTarget {
 #[serde(deny_unknown_fields)]
 struct JsonVerdict {
     ok: bool,
+    asked_url: String,
     healthy: bool,
     recommended_url: Option<String>,
+    fallback: bool,
     canonical_url: String,
     summary: String,
 }
@@ -103,8 +112,21 @@ async fn json_output_keeps_its_contract() {
     let text = render(&report, Format::Json);
     let json: JsonReport = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(json.schema_version, 1);
+    assert_eq!(json.command, None, "built in-process: no command line");
+    assert_eq!(
+        json.path_options,
+        [
+            format!("--connect-to :80:{}:{}", app.addr.ip(), app.addr.port()),
+            format!("--connect-to ::{}:{}", refused.ip(), refused.port()),
+        ]
+    );
     assert_eq!(json.probes.len(), 8);
-    assert!(json.verdict.ok);
+    assert!(
+        !json.verdict.ok,
+        "the canonical wss://host asked about does not work here"
+    );
+    assert_eq!(json.verdict.asked_url, format!("wss://{HOST}/"));
+    assert!(json.verdict.fallback, "ws://host works, as a fallback");
     assert!(!json.verdict.healthy, "wss://host does not work here");
     assert_eq!(
         json.verdict.recommended_url.as_deref(),
@@ -143,7 +165,7 @@ async fn markdown_is_ready_for_a_ticket_and_redacts_secrets() {
         .await
         .unwrap();
     let mut a = args(&format!(
-        "ws://{HOST}/socket?room=7&access_token=s3cr3t-token"
+        "ws://user:s3cr3t-pw@{HOST}/socket?room=7&access_token=s3cr3t-token"
     ));
     a.switch("--only");
     a.switch("--allow-plaintext-credentials");
@@ -159,8 +181,10 @@ async fn markdown_is_ready_for_a_ticket_and_redacts_secrets() {
         "--connect-to",
         vec![format!("::{}:{}", app.addr.ip(), app.addr.port())],
     );
-    let report = check(&a).await;
+    let mut report = check(&a).await;
     assert!(report.verdict.ok, "{report:#?}");
+    // As the binary does with its own command line.
+    report.command = Some(redact::command_line(&a.argv()));
     let markdown = render(&report, Format::Markdown);
     for format in [Format::Markdown, Format::Json, Format::Table] {
         let text = render(&report, format);
@@ -174,6 +198,23 @@ async fn markdown_is_ready_for_a_ticket_and_redacts_secrets() {
     assert!(markdown.contains("- **Time (UTC):** "));
     assert!(markdown.contains("| URL | Result | Stage | HTTP | Time | Code |"));
     assert!(markdown.contains("access_token=[redacted]") && markdown.contains("room=7"));
+    assert!(
+        markdown.contains(&format!(
+            "- **Command:** `wscheck 'ws://[redacted]@{HOST}/socket?room=7&access_token=[redacted]' "
+        )) && markdown.contains(
+            " --header 'Authorization: [redacted]' --header 'Cookie: [redacted]' \
+             --header 'X-Api-Key: [redacted]' --connect-to ::127.0.0.1:"
+        ),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains(&format!(
+            "- **Network path options:** `--connect-to ::{}:{}`\n",
+            app.addr.ip(),
+            app.addr.port()
+        )),
+        "{markdown}"
+    );
     assert!(
         markdown
             .to_ascii_lowercase()
@@ -240,10 +281,192 @@ async fn table_snapshot() {
     );
     let mut report = check(&a).await;
     stabilise(&mut report);
+    report.command = Some(redact::command_line(&a.argv()));
     let text = render(&report, Format::Table);
+    let markdown = render(&report, Format::Markdown);
     insta::with_settings!({filters => vec![
         (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
+        (r"(?i)(sec-websocket-(key|accept)): \S+", "$1: [random]"),
     ]}, {
         insta::assert_snapshot!(text);
+        insta::assert_snapshot!("markdown_snapshot", markdown);
     });
+}
+
+/// The plan the binary would make of `a` with `env` as its proxy environment, checked.
+async fn check_with_env(a: &Args, env: &EnvProxy) -> Report {
+    let cli = Cli::try_parse_from(a.argv()).unwrap_or_else(|e| panic!("{e}"));
+    let plan = to_plan::check_plan(&cli.check, env).expect("valid plan");
+    wscheck::check(&plan).await.expect("check runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_options_name_a_proxy_and_its_source_but_never_its_credentials() {
+    // Every probe goes to the proxy, which refuses: nothing leaves loopback.
+    let proxy = closed_port();
+    let mut a = args(HOST);
+    a.set("--schemes", "wss")
+        .switch("-k")
+        .add("--connect-to", ":443:[::1]:8443")
+        .add("--resolve", format!("{HOST}:443:127.0.0.1"));
+    let env = EnvProxy {
+        wss: Some(EnvValue {
+            name: "https_proxy",
+            value: format!("http://proxy-user:s3cr3t-pw@{proxy}"),
+        }),
+        ..EnvProxy::default()
+    };
+    let report = check_with_env(&a, &env).await;
+    assert_eq!(
+        report.path_options,
+        [
+            "--connect-to :443:[::1]:8443".to_owned(),
+            format!("--resolve {HOST}:443:127.0.0.1"),
+            format!("-x {proxy} (from https_proxy, with credentials, wss:// only)"),
+            "-k".to_owned(),
+        ]
+    );
+    for format in [Format::Markdown, Format::Json, Format::Table] {
+        let text = render(&report, format);
+        assert!(!text.contains("s3cr3t"), "{format:?} leaks:\n{text}");
+    }
+
+    // `-x` serves both schemes: one entry; a loopback target goes direct, and says so.
+    let refused = closed_port();
+    let mut a = args("127.0.0.1");
+    a.set("--proxy", format!("http://u:s3cr3t-pw@{proxy}")).add(
+        "--connect-to",
+        format!("::{}:{}", refused.ip(), refused.port()),
+    );
+    let report = check_with_env(&a, &EnvProxy::default()).await;
+    assert_eq!(
+        report.path_options[1..],
+        [format!(
+            "-x {proxy} (with credentials, not used: the host is loopback or in no_proxy)"
+        )]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markdown_shows_identical_handshakes_once_with_the_urls_that_sent_them() {
+    let app = fixtures::start_bundled(wscheck_server::Config::default())
+        .await
+        .unwrap();
+    let mut a = args(HOST);
+    a.set("--schemes", "ws").add(
+        "--connect-to",
+        format!("::{}:{}", app.addr.ip(), app.addr.port()),
+    );
+    let report = check(&a).await;
+    assert_eq!(report.probes.len(), 4, "{report:#?}");
+    let markdown = render(&report, Format::Markdown);
+    let handshakes = markdown
+        .split("<summary>Handshakes</summary>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{markdown}"));
+    // ws:// and ws://:80 send the same Host and Origin; :8080 and :4443 name their port.
+    assert_eq!(handshakes.matches("```http").count(), 3, "{handshakes}");
+    for urls in [
+        format!("`ws://{HOST}/`, `ws://{HOST}:80/`"),
+        format!("`ws://{HOST}:8080/`"),
+        format!("`ws://{HOST}:4443/`"),
+    ] {
+        assert!(
+            handshakes.contains(&format!("\n{urls}\n\n```http\n")),
+            "{urls}: {handshakes}"
+        );
+    }
+}
+
+/// A route with a long name and every kind of explanation, at two widths: no line is
+/// wider than the width but one made of a single word longer than it (a URL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_report_fits_the_terminal_width() {
+    const ROUTE: &str = "my-fairly-long-app-name.cfapps.eu10-004.hana.ondemand.com";
+    let app = fixtures::start_bundled(wscheck_server::Config::default())
+        .await
+        .unwrap();
+    let refused = closed_port();
+    let cut = fixtures::start(fixtures::Behaviour::CloseOnFirstBytes)
+        .await
+        .unwrap();
+    let router = fixtures::start(fixtures::Behaviour::Respond(fixtures::http_response(
+        502,
+        "Bad Gateway",
+        &[(
+            "X-Cf-Routererror",
+            "endpoint_failure (dial tcp 10.0.137.12:61001: connect: connection refused)",
+        )],
+        "502 Bad Gateway: Registered endpoint failed to handle the request.\n",
+    )))
+    .await
+    .unwrap();
+    let mut a = args(&format!("{ROUTE}/ws"));
+    a.set("--connect-timeout", "1s")
+        .set("--count", "2")
+        .switch("-k");
+    a.set_all(
+        "--connect-to",
+        [
+            format!(":80:{}", app.addr),
+            format!(":443:{}", cut.addr),
+            format!(":4443:{}", router.addr),
+            format!("::{refused}"),
+        ],
+    );
+    let report = check(&a).await;
+    assert_eq!(report.probes.len(), 8);
+    assert!(report.failures().len() >= 3, "{report:#?}");
+    for width in [80, 60] {
+        let style = Style {
+            width,
+            ..Style::default()
+        };
+        let mut out = Vec::new();
+        report::render(&report, Format::Table, &style, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in text.lines() {
+            let chars = line.chars().count();
+            assert!(
+                chars <= width || !line.contains(char::is_whitespace),
+                "{chars} > {width} chars: {line:?}\n{text}"
+            );
+        }
+        // The route, in the header (at 60 columns on a line of its own), not in the rows.
+        let (header, rest) = text.split_once('┌').unwrap();
+        assert!(header.starts_with("wscheck "), "{text}");
+        assert!(header.contains(&format!("{ROUTE}/ws")), "{text}");
+        assert!(
+            !rest.split("\nWhy:").next().unwrap().contains(ROUTE),
+            "{text}"
+        );
+        for row in ["wss", "wss:443", "ws", "ws:80", "wss:8080", "ws:4443"] {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("│ {row} "))),
+                "no row {row}:\n{text}"
+            );
+        }
+        assert!(text.contains("Deep checks over"), "{text}");
+        assert!(text.contains("\nNote: "), "{text}");
+    }
+}
+
+/// A verdict that names two URLs (the one asked about works, the canonical one fails)
+/// has both queries redacted, not only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_url_of_the_verdict_is_redacted() {
+    let app = fixtures::start_bundled(wscheck_server::Config::default())
+        .await
+        .unwrap();
+    let mut a = args(&format!("ws://{HOST}/chat?access_token=s3cr3t-token"));
+    a.add("--connect-to", format!("::{}", app.addr));
+    let report = check(&a).await;
+    assert!(
+        report.verdict.summary.contains("but the canonical wss://"),
+        "{report:#?}"
+    );
+    for format in [Format::Markdown, Format::Json, Format::Table] {
+        let text = render(&report, format);
+        assert!(!text.contains("s3cr3t"), "{format:?} leaks:\n{text}");
+    }
 }

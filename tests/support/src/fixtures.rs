@@ -32,6 +32,9 @@ pub enum Behaviour {
     WsClose(u16),
     /// Completes the handshake, sends the article's greeting, then never answers.
     WsGreetThenSilent,
+    /// Sends the article's greeting, then answers every message with this text: an echo
+    /// server (by its greeting) whose answers were altered on the way.
+    WsGreetThenReply(String),
     /// Completes the handshake without choosing any of the offered subprotocols.
     WsIgnoreSubprotocols,
     /// Completes the handshake with an echo, and records the raw request head.
@@ -141,6 +144,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send>(mut stream: S, beha
         }
         Behaviour::WsSilent
         | Behaviour::WsGreetThenSilent
+        | Behaviour::WsGreetThenReply(_)
         | Behaviour::WsReply(_)
         | Behaviour::WsClose(_)
         | Behaviour::WsIgnoreSubprotocols
@@ -159,11 +163,13 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send>(mut stream: S, beha
             let mut ws =
                 tokio_tungstenite::WebSocketStream::from_raw_socket(stream, Role::Server, None)
                     .await;
-            if matches!(behaviour, Behaviour::WsGreetThenSilent)
-                && ws
-                    .send(Message::text(wscheck_server::GREETING))
-                    .await
-                    .is_err()
+            if matches!(
+                behaviour,
+                Behaviour::WsGreetThenSilent | Behaviour::WsGreetThenReply(_)
+            ) && ws
+                .send(Message::text(wscheck_server::GREETING))
+                .await
+                .is_err()
             {
                 return;
             }
@@ -188,7 +194,9 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin + Send>(mut stream: S, beha
                     Behaviour::WsSilent
                     | Behaviour::WsGreetThenSilent
                     | Behaviour::WsIgnoreSubprotocols => continue,
-                    Behaviour::WsReply(text) => Message::text(text.clone()),
+                    Behaviour::WsReply(text) | Behaviour::WsGreetThenReply(text) => {
+                        Message::text(text.clone())
+                    }
                     Behaviour::WsEchoRecording(_) => message,
                     Behaviour::WsClose(code) => {
                         let _ = ws
