@@ -5,12 +5,12 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use crate::check::check;
-use crate::cli::to_plan::{Command, Output, command};
+use crate::cli::to_plan::{Command, Output, command, plan_from_argv};
 use crate::cli::{Cli, env_proxy};
 use crate::error::Error;
 use crate::probe::tls::TlsSetup;
 use crate::report::{self, Style};
-use crate::{demo, load, routes};
+use crate::{demo, load, preflight, routes};
 
 /// Exit code: what was asked about works end to end.
 pub const EXIT_OK: u8 = 0;
@@ -80,8 +80,13 @@ fn execute(cli: Cli) -> Result<u8, Error> {
             write_out(|out| report::load::render(&report, format, out))?;
             Ok(verdict_code(report.ok))
         }
+        Command::App { plan, output } => {
+            let report = runtime.block_on(preflight::run(&plan, plan_from_argv))?;
+            write_out(|out| report::app::render(&report, output.format, &style(output), out))?;
+            Ok(verdict_code(report.ok))
+        }
         Command::Demo { output, scenario } => {
-            let report = runtime.block_on(demo::run(scenario))?;
+            let report = runtime.block_on(demo::run(scenario, plan_from_argv))?;
             write_out(|out| report::render(&report, output.format, &style(output), out))?;
             Ok(verdict_code(report.verdict.ok))
         }

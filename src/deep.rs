@@ -38,7 +38,8 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(code: Code, detail: String) -> Self {
+    /// A finding of `code`, with its texts and this case's `detail`.
+    pub fn new(code: Code, detail: String) -> Self {
         Self {
             code,
             summary: code.summary(),

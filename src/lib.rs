@@ -14,8 +14,10 @@ pub mod diagnose;
 pub mod error;
 pub mod load;
 pub mod plan;
+pub mod preflight;
 pub mod probe;
 pub mod report;
+pub mod router;
 pub mod routes;
 
 pub use app::{EXIT_ERROR, EXIT_FAILED, EXIT_OK};

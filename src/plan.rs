@@ -262,6 +262,11 @@ pub struct Proxies {
     pub no_proxy: Vec<String>,
 }
 
+/// Builds a check plan from a command line, as the binary parses it (clap's defaults apply):
+/// `cli::to_plan::plan_from_argv`, handed down by `app` to the modes that probe on their own
+/// (demo, app), so that they build options as users do without depending on the CLI.
+pub type Planner = fn(&[&str]) -> Result<Plan, crate::error::Error>;
+
 /// Headers that carry user credentials: held back over plaintext, redacted in reports.
 pub const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 

@@ -45,6 +45,34 @@ pub enum CommandArgs {
     /// held idle with --rate 0); connections achieved, messages/s, latency percentiles,
     /// errors by kind; every echo checked. Exit 0 when nothing was lost.
     Load(Box<LoadArgs>),
+    /// Check your own app the way Cloud Foundry will run it, before `cf push`: start it from
+    /// its manifest with CF's environment and a free $PORT, run CF's health check, read
+    /// where it listens, probe its WebSocket directly and through a local gorouter
+    /// stand-in, stop it with SIGTERM. Exit 0 when it would pass the health check and its
+    /// WebSocket works through the router.
+    App(AppArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AppArgs {
+    /// The app's folder (default: the current one); its manifest.yml is read when present.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The manifest to read instead of DIR/manifest.yml.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// The app of a multi-app manifest.
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    /// The WebSocket path (default: the first route's path, or /).
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Table, value_name = "FORMAT")]
+    pub format: FormatArg,
+    /// The start command, instead of the manifest's (and of a Procfile's `web:` line).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

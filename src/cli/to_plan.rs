@@ -2,8 +2,11 @@
 //! matrix, connection, proxies, deep checks, load), as ripgrep's `HiArgs::from_low_args`.
 //! Everything after this knows no clap.
 
+use std::path::PathBuf;
+
 use super::{
-    CheckArgs, Cli, CommandArgs, ConnectionArgs, FormatArg, LoadArgs, ScenarioArg, SchemeArg,
+    AppArgs, CheckArgs, Cli, CommandArgs, ConnectionArgs, FormatArg, LoadArgs, ScenarioArg,
+    SchemeArg,
 };
 use crate::demo::Scenario;
 use crate::error::{Error, Usage};
@@ -12,6 +15,7 @@ use crate::plan::{
     Candidate, DEFAULT_MATRIX, Deep, EnvProxy, Origin, Plan, Proxies, Scheme, Target,
     parse_connect_to, parse_header, parse_port_item, parse_proxy, parse_resolve, parse_target,
 };
+use crate::preflight::AppPlan;
 use crate::report::Format;
 
 /// What the command line asks for, validated.
@@ -29,6 +33,8 @@ pub enum Command {
     },
     /// `wscheck demo [--scenario NAME]`.
     Demo { output: Output, scenario: Scenario },
+    /// `wscheck app [DIR]`.
+    App { plan: AppPlan, output: Output },
 }
 
 /// How the report is to be written (colour is decided by the terminal, not here).
@@ -75,6 +81,13 @@ pub fn command(cli: Cli, env: &EnvProxy) -> Result<Command, Error> {
         verbose: cli.check.verbose,
     };
     match cli.command {
+        Some(CommandArgs::App(args)) => Ok(Command::App {
+            plan: app_plan(&args)?,
+            output: Output {
+                format: args.format.into(),
+                verbose: false,
+            },
+        }),
         Some(CommandArgs::Demo(args)) => Ok(Command::Demo {
             output: Output {
                 format: args.format.into(),
@@ -111,6 +124,85 @@ pub fn check_plan(args: &CheckArgs, env: &EnvProxy) -> Result<Plan, Usage> {
     plan.echo = !args.no_echo;
     plan.deep = deep(args)?;
     Ok(plan)
+}
+
+/// A check plan from a command line (program name first), as the binary parses it, with
+/// no proxy environment: for the probes wscheck itself runs (demo, app).
+pub fn plan_from_argv(args: &[&str]) -> Result<Plan, Error> {
+    let argv = std::iter::once("wscheck").chain(args.iter().copied());
+    let cli = <Cli as clap::Parser>::try_parse_from(argv)
+        .map_err(|e| Error::Setup(format!("internal command line: {e}")))?;
+    Ok(check_plan(&cli.check, &EnvProxy::default())?)
+}
+
+/// The plan of `wscheck app`: the manifest read, the WebSocket path and the route's host.
+fn app_plan(args: &AppArgs) -> Result<AppPlan, Error> {
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    crate::preflight::process::check_dir(&dir)?;
+    let command = (!args.command.is_empty()).then(|| shell_words(&args.command));
+    let manifest = crate::preflight::manifest::load(
+        &dir,
+        args.manifest.as_deref(),
+        args.app.as_deref(),
+        command,
+    )?;
+    let route = manifest.routes.first().map(String::as_str).unwrap_or("");
+    let (route_host, route_path) = match route.split_once('/') {
+        Some((host, path)) => (host.to_owned(), format!("/{path}")),
+        None => (route.to_owned(), "/".to_owned()),
+    };
+    let path = match &args.path {
+        Some(path) => target("localhost", Some(path))?.path,
+        None => route_path,
+    };
+    let route_host = match route_host.is_empty() {
+        false => route_host,
+        true => format!("{}.apps.wscheck.test", dns_label(&manifest.name)),
+    };
+    Ok(AppPlan {
+        manifest,
+        path,
+        route_host,
+    })
+}
+
+/// An app name as a DNS label (`My_App` → `my-app`).
+fn dns_label(name: &str) -> String {
+    let label: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    let label = label.trim_matches('-');
+    if label.is_empty() {
+        "app".to_owned()
+    } else {
+        label.to_owned()
+    }
+}
+
+/// The words after `--` as one command for `bash -c`, quoted where the shell would split.
+fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The plan of `wscheck load URL`: the URL alone (as `--only`), with the connection options.

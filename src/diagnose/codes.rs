@@ -51,10 +51,23 @@ pub enum Code {
     ProxyTlsIntercepted,
     IdleTimeout,
     MessageTooLarge,
+    AppBoundLoopback,
+    AppWrongPort,
+    WebsocketOnOtherPort,
+    AppExited,
+    HealthCheckFailed,
+    HealthCheckSlow,
+    HealthCheckNone,
+    CommandWithoutExec,
+    ShutdownSlow,
+    IgnoresSigterm,
+    MemoryOverLimit,
+    ApprouterRouteMissing,
+    ApprouterDestinationMissing,
 }
 
 impl Code {
-    pub const ALL: [Code; 43] = [
+    pub const ALL: [Code; 56] = [
         Code::Ok,
         Code::OkUnverifiedEcho,
         Code::DnsFailure,
@@ -98,6 +111,19 @@ impl Code {
         Code::ProxyTlsIntercepted,
         Code::IdleTimeout,
         Code::MessageTooLarge,
+        Code::AppBoundLoopback,
+        Code::AppWrongPort,
+        Code::WebsocketOnOtherPort,
+        Code::AppExited,
+        Code::HealthCheckFailed,
+        Code::HealthCheckSlow,
+        Code::HealthCheckNone,
+        Code::CommandWithoutExec,
+        Code::ShutdownSlow,
+        Code::IgnoresSigterm,
+        Code::MemoryOverLimit,
+        Code::ApprouterRouteMissing,
+        Code::ApprouterDestinationMissing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -145,6 +171,19 @@ impl Code {
             Code::ProxyTlsIntercepted => "proxy_tls_intercepted",
             Code::IdleTimeout => "idle_timeout",
             Code::MessageTooLarge => "message_too_large",
+            Code::AppBoundLoopback => "app_bound_loopback",
+            Code::AppWrongPort => "app_wrong_port",
+            Code::WebsocketOnOtherPort => "websocket_on_other_port",
+            Code::AppExited => "app_exited",
+            Code::HealthCheckFailed => "health_check_failed",
+            Code::HealthCheckSlow => "health_check_slow",
+            Code::HealthCheckNone => "health_check_none",
+            Code::CommandWithoutExec => "command_without_exec",
+            Code::ShutdownSlow => "shutdown_slow",
+            Code::IgnoresSigterm => "ignores_sigterm",
+            Code::MemoryOverLimit => "memory_over_limit",
+            Code::ApprouterRouteMissing => "approuter_route_missing",
+            Code::ApprouterDestinationMissing => "approuter_destination_missing",
         }
     }
 
@@ -257,6 +296,45 @@ impl Code {
             }
             Code::MessageTooLarge => {
                 "Messages above a size limit do not come back: the connection is closed or reset instead."
+            }
+            Code::AppBoundLoopback => {
+                "The app listens on 127.0.0.1 (loopback) only: CF's health check and gorouter reach an instance on its container address, so it is never healthy."
+            }
+            Code::AppWrongPort => {
+                "The app listens, but not on $PORT: CF's health check and gorouter only use $PORT."
+            }
+            Code::WebsocketOnOtherPort => {
+                "The WebSocket answers on a second port of the app, not on $PORT: CF routes only $PORT, so the route's WebSocket fails."
+            }
+            Code::AppExited => {
+                "The app exited while starting: CF would restart it and report the instance as crashed."
+            }
+            Code::HealthCheckFailed => {
+                "The app did not pass Cloud Foundry's health check within the manifest's timeout: CF would stop it (Instance never healthy)."
+            }
+            Code::HealthCheckSlow => {
+                "The app passed its health check, but took more than half of the manifest's timeout: a slower start on CF fails."
+            }
+            Code::HealthCheckNone => {
+                "The manifest sets `health-check-type: none`: CF checks nothing, which hides an app that listens on the wrong port or on 127.0.0.1."
+            }
+            Code::CommandWithoutExec => {
+                "The start command leaves bash in front of the app: SIGTERM at shutdown goes to bash, not to the app, which is then killed after 10 s."
+            }
+            Code::ShutdownSlow => {
+                "The app took several seconds to exit after SIGTERM: CF kills it 10 s after SIGTERM."
+            }
+            Code::IgnoresSigterm => {
+                "The app did not exit within 10 s of SIGTERM and was killed: its clients saw resets instead of a close."
+            }
+            Code::MemoryOverLimit => {
+                "The app's processes used more memory than the manifest's `memory:`: CF would kill the instance (out of memory)."
+            }
+            Code::ApprouterRouteMissing => {
+                "No route of the approuter's xs-app.json matches the WebSocket path: it answers the upgrade with 404."
+            }
+            Code::ApprouterDestinationMissing => {
+                "The approuter route for the WebSocket path names a destination that is not defined."
             }
         }
     }
@@ -388,6 +466,45 @@ impl Code {
             }
             Code::MessageTooLarge => {
                 "Keep messages below the largest size that passed, or raise the limit where it is set (the app's WebSocket library, a proxy's buffer, the approuter)."
+            }
+            Code::AppBoundLoopback => {
+                "Bind to 0.0.0.0 and $PORT: Flask `app.run(host='0.0.0.0', port=int(os.environ['PORT']))`, Express `app.listen(process.env.PORT)` with no host, Spring `server.address` unset, uvicorn `--host 0.0.0.0 --port $PORT`."
+            }
+            Code::AppWrongPort => {
+                "Read the port from the PORT environment variable instead of a fixed one: Node `process.env.PORT`, Python `int(os.environ['PORT'])`, Spring `server.port=${PORT}`, Go `os.Getenv(\"PORT\")`."
+            }
+            Code::WebsocketOnOtherPort => {
+                "Serve the WebSocket from the HTTP server on $PORT: ws `new WebSocketServer({ server })`, socket.io `new Server(httpServer)`, Flask-Sock or Flask-SocketIO on the Flask app, Spring's WebSocket on the same server."
+            }
+            Code::AppExited => {
+                "See its last lines in the report: EADDRINUSE means two servers want $PORT (attach the WebSocket server to the HTTP server), ModuleNotFoundError / Cannot find module a missing dependency (requirements.txt, package.json)."
+            }
+            Code::HealthCheckFailed => {
+                "For `port`: listen on 0.0.0.0:$PORT; for `http`: answer the health-check-http-endpoint with 200 within 1 s; raise `timeout:` only if the app really needs longer to start."
+            }
+            Code::HealthCheckSlow => {
+                "Start faster (defer warm-up work until after listening), or raise `timeout:` in the manifest."
+            }
+            Code::HealthCheckNone => {
+                "Use `health-check-type: port` (the default) or `http` with `health-check-http-endpoint`, so that CF notices an app that does not listen on $PORT."
+            }
+            Code::CommandWithoutExec => {
+                "Start the app with `exec` in `command:` (e.g. `cd app && exec node server.js`), so that it gets SIGTERM and can close its WebSockets with 1001."
+            }
+            Code::ShutdownSlow => {
+                "On SIGTERM, close the WebSockets (1001 going away) and the server at once; do not wait for clients to leave."
+            }
+            Code::IgnoresSigterm => {
+                "Handle SIGTERM: close the WebSockets with 1001 and exit (Node `process.on('SIGTERM', ...)`, Python `signal.signal(signal.SIGTERM, ...)`, Spring graceful shutdown)."
+            }
+            Code::MemoryOverLimit => {
+                "Raise `memory:` in the manifest, or lower the app's use (Node `--max-old-space-size`, the JVM's memory calculator settings)."
+            }
+            Code::ApprouterRouteMissing => {
+                "Add a route whose `source` matches the WebSocket path (e.g. \"^/ws(.*)$\") with the backend's destination."
+            }
+            Code::ApprouterDestinationMissing => {
+                "Define the destination (name and url) in default-env.json for local runs and in the `destinations` env or destination service on CF."
             }
         }
     }

@@ -2,6 +2,7 @@
 //! Markdown into any `io::Write`; the renderers of `load` and `--routes-file` reports sit
 //! beside them; `redact` keeps secrets out of all of them.
 
+pub mod app;
 pub mod json;
 pub mod load;
 pub mod markdown;

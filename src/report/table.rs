@@ -168,7 +168,7 @@ pub fn wrap<'a>(
 }
 
 /// Writes `text` after `prefix`, word-wrapped at `width` with a hanging `indent`.
-fn put(
+pub(super) fn put(
     out: &mut dyn Write,
     prefix: &str,
     text: &str,

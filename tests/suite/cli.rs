@@ -247,3 +247,53 @@ async fn a_broken_wss_route_exits_1_and_names_plain_ws_as_a_plaintext_fallback()
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["verdict"]["asked_url"], format!("wss://{HOST}:443/"));
 }
+
+/// `wscheck app` refuses what it cannot run with exit 2 and one line that says what to do:
+/// no folder, an unreadable manifest, no start command (naming what package.json would run).
+#[test]
+fn app_without_a_way_to_start_the_app_says_how_to_give_one() {
+    let dir = wscheck_testkit::tempdir("app-no-command").unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name":"chat","scripts":{"start":"node index.js"}}"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let output = wscheck().arg("app").args(args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let folder = dir.to_str().unwrap();
+    let (code, stderr) = run(&[folder]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no start command")
+            && stderr.contains("-- node server.js")
+            && stderr.contains(
+                "package.json's start script, which the Node buildpack runs, is `node index.js`"
+            ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+
+    let (code, stderr) = run(&["/nonexistent/app"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("/nonexistent/app: no such folder"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        dir.join("manifest.yml"),
+        "applications:\n- name: a\n- name: b\n",
+    )
+    .unwrap();
+    let (code, stderr) = run(&[folder]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("pick one with --app NAME (a, b)"),
+        "{stderr}"
+    );
+}

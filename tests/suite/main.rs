@@ -9,6 +9,7 @@ mod demo;
 mod diagnoses;
 mod load;
 mod output;
+mod preflight;
 mod readme;
 mod standin;
 mod support;

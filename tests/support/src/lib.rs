@@ -60,6 +60,58 @@ pub fn ensure_node_modules() -> Result<PathBuf> {
     Ok(dir.join("node_modules"))
 }
 
+/// The `bin` folder of `tests/python/.venv` (Flask, Flask-Sock: the Python apps of
+/// `tests/apps`), created with `python3 -m venv` and filled with `pip install -r
+/// tests/python/requirements.txt` when missing or stale, as `scripts/test` does. Put it
+/// first on `PATH` so that a manifest's `python app.py` runs in it. A file lock keeps
+/// parallel test binaries from installing at the same time.
+pub fn python_venv() -> Result<PathBuf> {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = repo_root().join("tests/python");
+    let venv = dir.join(".venv");
+    let bin = venv.join("bin");
+    if *done {
+        return Ok(bin);
+    }
+    let lock_file = std::fs::File::create(std::env::temp_dir().join("wscheck-venv.lock"))?;
+    lock_file.lock()?;
+    let wanted =
+        std::fs::read(dir.join("requirements.txt")).context("tests/python/requirements.txt")?;
+    let stamp = venv.join(".wscheck-installed");
+    if std::fs::read(&stamp).ok().as_deref() != Some(&wanted[..]) || !bin.join("python").exists() {
+        let _ = std::fs::remove_dir_all(&venv);
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .context("running `python3 -m venv` (is Python 3 with venv installed?)")?;
+        if !status.success() {
+            bail!(
+                "`python3 -m venv tests/python/.venv` failed with {status} (on Debian: apt-get install python3-venv)"
+            );
+        }
+        let status = Command::new(bin.join("python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(dir.join("requirements.txt"))
+            .status()
+            .context("running pip in tests/python/.venv")?;
+        if !status.success() {
+            bail!("`pip install -r tests/python/requirements.txt` failed with {status}");
+        }
+        std::fs::write(&stamp, &wanted)?;
+    }
+    *done = true;
+    Ok(bin)
+}
+
 /// An HTTP client for tests (reqwest on rustls with the ring provider, as the product uses).
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -1,0 +1,251 @@
+//! Running the app as Cloud Foundry does: `bash -c "<command>"` in the app's folder, in a
+//! process group of its own, with CF's environment over this one's; its output streamed to
+//! stderr under a prefix and its last lines kept; SIGTERM, then SIGKILL; peak memory.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+use super::manifest::AppManifest;
+use super::sockets::process_tree;
+use crate::error::Error;
+
+/// Lines of the app's output kept for the report.
+const KEPT_LINES: usize = 40;
+/// CF sends SIGKILL this long after SIGTERM.
+pub const KILL_AFTER: Duration = Duration::from_secs(10);
+
+/// How the process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// The running app.
+pub struct App {
+    child: Child,
+    pub pid: u32,
+    pub port: u16,
+    output: Arc<Mutex<VecDeque<String>>>,
+    peak_rss_kib: u64,
+}
+
+/// The environment CF gives an instance, over this process's own (so that PATH and the
+/// user's toolchains work): PORT, HOME, MEMORY_LIMIT, CF_INSTANCE_*, VCAP_*, then the
+/// manifest's `env`.
+fn cf_environment(app: &AppManifest, port: u16) -> Vec<(String, String)> {
+    let uris: Vec<&str> = app.routes.iter().map(String::as_str).collect();
+    let vcap = serde_json::json!({
+        "application_name": app.name,
+        "name": app.name,
+        "application_uris": uris,
+        "uris": uris,
+        "instance_index": 0,
+        "limits": { "mem": app.memory_mib },
+    });
+    let mut env = vec![
+        ("PORT".to_owned(), port.to_string()),
+        ("HOME".to_owned(), app.dir.display().to_string()),
+        ("CF_INSTANCE_INDEX".to_owned(), "0".to_owned()),
+        (
+            "CF_INSTANCE_GUID".to_owned(),
+            "0a0b0c0d-0000-4000-8000-00000000a0a0".to_owned(),
+        ),
+        ("CF_INSTANCE_IP".to_owned(), "127.0.0.1".to_owned()),
+        ("CF_INSTANCE_PORT".to_owned(), port.to_string()),
+        ("CF_INSTANCE_ADDR".to_owned(), format!("127.0.0.1:{port}")),
+        ("VCAP_APPLICATION".to_owned(), vcap.to_string()),
+        ("VCAP_SERVICES".to_owned(), "{}".to_owned()),
+    ];
+    if let Some(mib) = app.memory_mib {
+        env.push(("MEMORY_LIMIT".to_owned(), format!("{mib}m")));
+    }
+    env.extend(app.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+impl App {
+    /// Starts the app on `port`.
+    pub fn start(app: &AppManifest, port: u16) -> Result<App, Error> {
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            .arg(&app.command)
+            .current_dir(&app.dir)
+            .envs(cf_environment(app, port))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A group of its own: the whole tree can be killed at the end, none left behind.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|e| Error::Setup(format!("cannot run bash in {}: {e}", app.dir.display())))?;
+        let pid = child.id().unwrap_or_default();
+        let output = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(relay(out, output.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(relay(err, output.clone()));
+        }
+        Ok(App {
+            child,
+            pid,
+            port,
+            output,
+            peak_rss_kib: 0,
+        })
+    }
+
+    /// How it ended, if it has.
+    pub fn exited(&mut self) -> Option<Exit> {
+        let status = self.child.try_wait().ok()??;
+        Some(exit_of(status))
+    }
+
+    /// The processes of the app now.
+    pub fn tree(&self) -> Vec<u32> {
+        process_tree(self.pid)
+    }
+
+    /// Notes the tree's memory now; the peak is reported.
+    pub fn sample_memory(&mut self) {
+        let rss: u64 = self.tree().iter().map(|p| rss_kib(*p)).sum();
+        self.peak_rss_kib = self.peak_rss_kib.max(rss);
+    }
+
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        (self.peak_rss_kib > 0).then(|| (self.peak_rss_kib as f64 / 1024.0 * 10.0).round() / 10.0)
+    }
+
+    /// The last lines the app wrote.
+    pub fn output_tail(&self) -> Vec<String> {
+        self.output
+            .lock()
+            .map(|o| o.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Stops the app as CF does: SIGTERM to the process CF started, SIGKILL to the group
+    /// after `KILL_AFTER`. Returns how long it took to exit, `None` if it had to be killed.
+    pub async fn stop(&mut self) -> Option<Duration> {
+        let started = Instant::now();
+        if self.exited().is_some() {
+            return Some(Duration::ZERO);
+        }
+        if let Some(pid) = Pid::from_raw(self.pid as i32) {
+            let _ = kill_process(pid, Signal::TERM);
+        }
+        let waited = tokio::time::timeout(KILL_AFTER, self.child.wait()).await;
+        self.kill_group();
+        match waited {
+            Ok(_) => Some(started.elapsed()),
+            Err(_) => {
+                let _ = self.child.wait().await;
+                None
+            }
+        }
+    }
+
+    /// Kills what is left of the group (children a shell did not pass SIGTERM on to).
+    pub fn kill_group(&self) {
+        if let Some(pid) = Pid::from_raw(self.pid as i32) {
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    Exit {
+        code: status.code(),
+        signal: status.signal(),
+    }
+}
+
+/// Streams the app's output to stderr under a prefix, keeping the last lines.
+async fn relay(stream: impl AsyncRead + Unpin, kept: Arc<Mutex<VecDeque<String>>>) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("[app] {line}");
+        if let Ok(mut kept) = kept.lock() {
+            if kept.len() == KEPT_LINES {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether `bash -c command` leaves bash as the process CF signals: bash runs a single
+/// simple command in place (exec), but not a list, pipeline or compound command.
+pub fn runs_without_exec(command: &str) -> bool {
+    let trimmed = command.trim();
+    if trimmed.starts_with("exec ") {
+        return false;
+    }
+    let compound = [";", "&&", "||", "|", "\n", "(", "{", "`", "$("];
+    compound.iter().any(|c| trimmed.contains(c))
+        && !trimmed
+            .rsplit([';', '&', '|', '\n'])
+            .next()
+            .is_some_and(|last| last.trim_start().starts_with("exec "))
+}
+
+/// A free loopback port for the app's `$PORT`.
+pub fn free_port() -> Result<u16, Error> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::Setup(format!("no free port for $PORT: {e}")))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::Setup(e.to_string()))
+}
+
+/// Whether `dir` exists (checked before anything runs).
+pub fn check_dir(dir: &Path) -> Result<(), Error> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::Setup(format!("{}: no such folder", dir.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_that_leave_bash_in_front_of_the_app_are_found() {
+        assert!(!runs_without_exec("node server.js"));
+        assert!(!runs_without_exec("exec ./wscheck-server"));
+        assert!(runs_without_exec("cd app && node server.js"));
+        assert!(!runs_without_exec("cd app && exec node server.js"));
+        assert!(runs_without_exec("npm run build; node dist/index.js"));
+    }
+}
