@@ -236,6 +236,8 @@ pub struct Plan {
     pub message: Option<String>,
     /// Run the echo stage (`--no-echo` turns it off).
     pub echo: bool,
+    /// What to speak after the upgrade (`--protocol`).
+    pub protocol: crate::probe::protocol::ProtocolChoice,
     pub allow_plaintext_credentials: bool,
     pub deep: Deep,
     pub proxies: Proxies,

@@ -140,6 +140,16 @@ pub enum FormatArg {
     Markdown,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// Detect the protocol (socket.io), else echo.
+    Auto,
+    /// A plain WebSocket: the echo only.
+    Raw,
+    /// socket.io (Engine.IO v3/v4): connect the default namespace.
+    Socketio,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
 pub enum SchemeArg {
     Ws,
@@ -177,6 +187,10 @@ pub struct CheckArgs {
     /// receive a stray message).
     #[arg(long, conflicts_with = "message")]
     pub no_echo: bool,
+    /// What to speak after the upgrade: `auto` detects socket.io by its path
+    /// (`/socket.io/`) or its first frame, and echoes otherwise; `raw` only echoes.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Auto, value_name = "PROTOCOL")]
+    pub protocol: ProtocolArg,
     /// Report format.
     #[arg(long, value_enum, default_value_t = FormatArg::Table, value_name = "FORMAT")]
     pub format: FormatArg,

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use super::{
-    AppArgs, CheckArgs, Cli, CommandArgs, ConnectionArgs, FormatArg, LoadArgs, ScenarioArg,
-    SchemeArg,
+    AppArgs, CheckArgs, Cli, CommandArgs, ConnectionArgs, FormatArg, LoadArgs, ProtocolArg,
+    ScenarioArg, SchemeArg,
 };
 use crate::demo::Scenario;
 use crate::error::{Error, Usage};
@@ -16,6 +16,7 @@ use crate::plan::{
     parse_connect_to, parse_header, parse_port_item, parse_proxy, parse_resolve, parse_target,
 };
 use crate::preflight::AppPlan;
+use crate::probe::protocol::ProtocolChoice;
 use crate::report::Format;
 
 /// What the command line asks for, validated.
@@ -122,6 +123,11 @@ pub fn check_plan(args: &CheckArgs, env: &EnvProxy) -> Result<Plan, Usage> {
     let mut plan = connection(target, candidates, &args.conn, env)?;
     plan.message = args.message.clone();
     plan.echo = !args.no_echo;
+    plan.protocol = match args.protocol {
+        ProtocolArg::Auto => ProtocolChoice::Auto,
+        ProtocolArg::Raw => ProtocolChoice::Raw,
+        ProtocolArg::Socketio => ProtocolChoice::SocketIo,
+    };
     plan.deep = deep(args)?;
     Ok(plan)
 }
@@ -350,6 +356,7 @@ fn connection(
         connect_timeout: conn.connect_timeout,
         message: None,
         echo: true,
+        protocol: ProtocolChoice::Auto,
         allow_plaintext_credentials: conn.allow_plaintext_credentials,
         deep: Deep::default(),
         proxies: proxies(conn, env)?,

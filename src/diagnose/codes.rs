@@ -10,6 +10,7 @@ use serde::Serialize;
 pub enum Code {
     Ok,
     OkUnverifiedEcho,
+    OkProtocol,
     DnsFailure,
     ConnectRefused,
     ConnectTimeout,
@@ -51,6 +52,9 @@ pub enum Code {
     ProxyTlsIntercepted,
     IdleTimeout,
     MessageTooLarge,
+    SocketioNamespaceRefused,
+    SocketioTransportMissing,
+    ProtocolHandshakeFailed,
     AppBoundLoopback,
     AppWrongPort,
     WebsocketOnOtherPort,
@@ -67,9 +71,10 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 56] = [
+    pub const ALL: [Code; 60] = [
         Code::Ok,
         Code::OkUnverifiedEcho,
+        Code::OkProtocol,
         Code::DnsFailure,
         Code::ConnectRefused,
         Code::ConnectTimeout,
@@ -111,6 +116,9 @@ impl Code {
         Code::ProxyTlsIntercepted,
         Code::IdleTimeout,
         Code::MessageTooLarge,
+        Code::SocketioNamespaceRefused,
+        Code::SocketioTransportMissing,
+        Code::ProtocolHandshakeFailed,
         Code::AppBoundLoopback,
         Code::AppWrongPort,
         Code::WebsocketOnOtherPort,
@@ -130,6 +138,7 @@ impl Code {
         match self {
             Code::Ok => "ok",
             Code::OkUnverifiedEcho => "ok_unverified_echo",
+            Code::OkProtocol => "ok_protocol",
             Code::DnsFailure => "dns_failure",
             Code::ConnectRefused => "connect_refused",
             Code::ConnectTimeout => "connect_timeout",
@@ -171,6 +180,9 @@ impl Code {
             Code::ProxyTlsIntercepted => "proxy_tls_intercepted",
             Code::IdleTimeout => "idle_timeout",
             Code::MessageTooLarge => "message_too_large",
+            Code::SocketioNamespaceRefused => "socketio_namespace_refused",
+            Code::SocketioTransportMissing => "socketio_transport_missing",
+            Code::ProtocolHandshakeFailed => "protocol_handshake_failed",
             Code::AppBoundLoopback => "app_bound_loopback",
             Code::AppWrongPort => "app_wrong_port",
             Code::WebsocketOnOtherPort => "websocket_on_other_port",
@@ -188,13 +200,16 @@ impl Code {
     }
 
     pub fn is_ok(self) -> bool {
-        matches!(self, Code::Ok | Code::OkUnverifiedEcho)
+        matches!(self, Code::Ok | Code::OkUnverifiedEcho | Code::OkProtocol)
     }
 
     /// What happened, in one line.
     pub fn summary(self) -> &'static str {
         match self {
             Code::Ok => "The WebSocket opened and the echo came back.",
+            Code::OkProtocol => {
+                "The WebSocket opened and the application protocol's opening completed (an echo is not expected)."
+            }
             Code::OkUnverifiedEcho => {
                 "The WebSocket opened; the peer does not echo (it said something else, or nothing), so the message path is not verified."
             }
@@ -297,6 +312,15 @@ impl Code {
             Code::MessageTooLarge => {
                 "Messages above a size limit do not come back: the connection is closed or reset instead."
             }
+            Code::SocketioNamespaceRefused => {
+                "The socket.io server refused to connect the namespace (a `44` packet): its middleware or namespace rules said no."
+            }
+            Code::SocketioTransportMissing => {
+                "The socket.io server answered 400 Transport unknown: the URL lacks transport=websocket."
+            }
+            Code::ProtocolHandshakeFailed => {
+                "The WebSocket opened, but the application protocol's opening did not complete."
+            }
             Code::AppBoundLoopback => {
                 "The app listens on 127.0.0.1 (loopback) only: CF's health check and gorouter reach an instance on its container address, so it is never healthy."
             }
@@ -343,6 +367,7 @@ impl Code {
     pub fn fix(self) -> &'static str {
         match self {
             Code::Ok => "Nothing to fix.",
+            Code::OkProtocol => "Nothing to fix.",
             Code::OkUnverifiedEcho => {
                 "Nothing to fix if your app does not echo. Push the bundled wscheck-server to the same domain to verify the full message path."
             }
@@ -466,6 +491,15 @@ impl Code {
             }
             Code::MessageTooLarge => {
                 "Keep messages below the largest size that passed, or raise the limit where it is set (the app's WebSocket library, a proxy's buffer, the approuter)."
+            }
+            Code::SocketioNamespaceRefused => {
+                "See the message in the detail: an auth middleware (`io.use(...)`) wants credentials (pass the token the client sends, e.g. -H 'Authorization: Bearer ...' or a cookie), or the namespace does not exist on the server."
+            }
+            Code::SocketioTransportMissing => {
+                "Connect WebSocket clients to /socket.io/?EIO=4&transport=websocket (socket.io clients do this themselves; set `transports: ['websocket']` to skip long-polling)."
+            }
+            Code::ProtocolHandshakeFailed => {
+                "The detail says where the opening stopped; check that the client speaks the server's protocol and version (socket.io v2 clients need `allowEIO3: true` on a v4 server)."
             }
             Code::AppBoundLoopback => {
                 "Bind to 0.0.0.0 and $PORT: Flask `app.run(host='0.0.0.0', port=int(os.environ['PORT']))`, Express `app.listen(process.env.PORT)` with no host, Spring `server.address` unset, uvicorn `--host 0.0.0.0 --port $PORT`."

@@ -101,6 +101,7 @@ fn meaning(result: &ProbeResult, code: Code) -> Vec<String> {
             _ => "the 426 came from the app or a proxy (gorouter never sends 426)".to_owned(),
         }],
         Code::Ok | Code::OkUnverifiedEcho => opened(result),
+        Code::OkProtocol => result.protocol.as_ref().map(protocol_opened).into_iter().collect(),
         Code::AppUnreachable => endpoint_failure(result).into_iter().collect(),
         Code::ClosedDuringEcho => close(result).into_iter().collect(),
         _ => Vec::new(),
@@ -202,4 +203,27 @@ fn close(result: &ProbeResult) -> Option<String> {
 fn names_a_subprotocol(reason: &str) -> bool {
     let lower = reason.to_ascii_lowercase();
     lower.contains("subprotocol") || lower.contains("sec-websocket-protocol")
+}
+
+/// A protocol's opening, as it went: `socket.io handshake completed (sid ..., namespace /
+/// connected; EIO4, pingInterval 25000 ms + pingTimeout 20000 ms)`.
+fn protocol_opened(info: &crate::probe::protocol::ProtocolInfo) -> String {
+    let said = |key: &str| {
+        info.said
+            .get(key)
+            .map(|v| v.to_string().trim_matches('"').to_owned())
+    };
+    let mut text = format!(
+        "{} handshake completed (sid {}, namespace / connected",
+        info.name,
+        said("sid").unwrap_or_else(|| "?".to_owned())
+    );
+    if let (Some(interval), Some(timeout)) = (said("ping_interval_ms"), said("ping_timeout_ms")) {
+        text.push_str(&format!(
+            "; {}, pingInterval {interval} ms + pingTimeout {timeout} ms",
+            info.version.as_deref().unwrap_or("Engine.IO")
+        ));
+    }
+    text.push(')');
+    text
 }

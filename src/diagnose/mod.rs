@@ -32,6 +32,7 @@ pub struct Diagnosis {
 pub fn diagnose(result: &ProbeResult) -> Diagnosis {
     let code = match &result.failure {
         None if result.echo_verified() => Code::Ok,
+        None if result.protocol.is_some() => Code::OkProtocol,
         None => Code::OkUnverifiedEcho,
         Some(failure) => match failure.kind {
             FailureKind::DnsFailed | FailureKind::DnsTimeout => Code::DnsFailure,
@@ -59,6 +60,9 @@ pub fn diagnose(result: &ProbeResult) -> Diagnosis {
             FailureKind::EchoTimeout => Code::EchoTimeout,
             FailureKind::EchoMismatch => Code::EchoMismatch,
             FailureKind::EchoClosed => Code::ClosedDuringEcho,
+            // socket.io is the one protocol with an opening so far.
+            FailureKind::ProtocolRefused => Code::SocketioNamespaceRefused,
+            FailureKind::ProtocolFailed => Code::ProtocolHandshakeFailed,
         },
     };
     Diagnosis {
@@ -127,6 +131,7 @@ mod tests {
             credentials_held_back: false,
             peer: PeerKind::Unknown,
             echo: None,
+            protocol: None,
         }
     }
 
@@ -395,6 +400,38 @@ mod tests {
             "",
         ));
         assert!(!routed.detail.contains("the app is"), "a router's answer");
+    }
+
+    #[test]
+    fn protocol_openings_have_their_own_codes() {
+        let info = crate::probe::protocol::ProtocolInfo {
+            name: "socket.io",
+            version: Some("EIO4".into()),
+            said: serde_json::json!({"sid": "abc", "ping_interval_ms": 25000, "ping_timeout_ms": 20000})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        };
+        let mut opened = result(None, None);
+        opened.protocol = Some(info.clone());
+        let d = diagnose(&opened);
+        assert_eq!(d.code, Code::OkProtocol);
+        assert!(d.code.is_ok());
+        assert_eq!(
+            d.detail,
+            "socket.io handshake completed (sid abc, namespace / connected; EIO4, pingInterval 25000 ms + pingTimeout 20000 ms)"
+        );
+        let mut said_no = result(Some(FailureKind::ProtocolRefused), None);
+        said_no.protocol = Some(info);
+        assert_eq!(diagnose(&said_no).code, Code::SocketioNamespaceRefused);
+        assert_eq!(
+            diagnose(&result(Some(FailureKind::ProtocolFailed), None)).code,
+            Code::ProtocolHandshakeFailed
+        );
+        assert_eq!(
+            diagnose(&refused(400, &[], "Transport unknown")).code,
+            Code::SocketioTransportMissing
+        );
     }
 
     #[test]

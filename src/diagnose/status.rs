@@ -120,6 +120,8 @@ pub(super) fn classify_status(result: &ProbeResult) -> Code {
     let body = &response.body;
     match status {
         426 => Code::UpgradeHeaderStripped,
+        // engine.io's answer to a WebSocket URL without transport=websocket.
+        400 if contains_ci(body, "transport unknown") => Code::SocketioTransportMissing,
         // nginx's and Go's (gorouter's) answers to plain HTTP on a TLS port.
         400 if contains_ci(body, "plain http request was sent to https port")
             || contains_ci(body, "client sent an http request to an https server") =>

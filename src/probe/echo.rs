@@ -109,9 +109,12 @@ fn clip(text: &str) -> String {
 }
 
 /// Runs the echo exchange over an open WebSocket until `deadline`.
+/// `first` is a frame already read (auto-detection looks at it first): a greeting there
+/// counts as the greeting.
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     nonce: &str,
+    first: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
     mut peer: PeerKind,
     deadline: Instant,
 ) -> (EchoOutcome, EchoInfo, PeerKind) {
@@ -126,6 +129,11 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         close_reason: None,
     };
     let sent_at = Instant::now();
+    if let Some(first) = first
+        && let Some(outcome) = hear(Some(first), nonce, sent_at, &mut info, &mut peer)
+    {
+        return (outcome, info, peer);
+    }
     if let Err(error) = tokio::time::timeout_at(deadline.into(), ws.send(Message::text(nonce)))
         .await
         .unwrap_or(Err(tokio_tungstenite::tungstenite::Error::Io(

@@ -43,6 +43,10 @@ pub enum FailureKind {
     EchoClosed,
     /// Could not even build the request (bad header value).
     RequestInvalid,
+    /// The application protocol's opening was refused (e.g. socket.io's `44` packet).
+    ProtocolRefused,
+    /// The application protocol's opening did not complete (closed, malformed, timed out).
+    ProtocolFailed,
 }
 
 #[derive(Debug, Clone, Serialize)]

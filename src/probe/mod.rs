@@ -7,8 +7,10 @@ pub mod answer;
 pub mod dns;
 pub mod echo;
 pub mod failure;
+pub mod protocol;
 pub mod proxy;
 pub mod result;
+pub mod socketio;
 pub mod tcp;
 pub mod tls;
 pub mod upgrade;
@@ -17,8 +19,10 @@ pub mod ws;
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::either::Either;
 use wscheck_server::info::Info;
 
@@ -26,6 +30,7 @@ use crate::plan::{Candidate, Plan};
 pub use echo::PeerKind;
 use echo::{EchoOutcome, new_nonce};
 pub use failure::{Failure, FailureKind};
+use protocol::{Protocol, ProtocolChoice};
 pub use result::{ProbeResult, RouteInfo, Stage, Timings};
 use tls::TlsSetup;
 use upgrade::{Accepted, Logs};
@@ -170,8 +175,26 @@ pub async fn probe(plan: &Plan, tls_setup: &TlsSetup, candidate: &Candidate) -> 
                 let _ = tokio::time::timeout(Duration::from_millis(300), ws.close(None)).await;
                 return;
             }
+            if let Some(Protocol::SocketIo) = protocol::by_path(plan.protocol, path) {
+                return socketio_stage(ws, result, None, deadline).await;
+            }
+            // Auto: a first frame may tell the protocol (Engine.IO's open packet); the
+            // echo then goes on with that frame already read.
+            let first = match plan.protocol {
+                ProtocolChoice::Auto => first_frame(ws).await,
+                _ => None,
+            };
+            let open_packet = match &first {
+                Some(Ok(Message::Text(text))) if protocol::by_first_frame(text).is_some() => {
+                    Some(text.to_string())
+                }
+                _ => None,
+            };
+            if open_packet.is_some() {
+                return socketio_stage(ws, result, open_packet, deadline).await;
+            }
             let echo_started = result.enter(Stage::Echo);
-            let (outcome, info, peer) = echo::run(ws, &nonce, result.peer, deadline).await;
+            let (outcome, info, peer) = echo::run(ws, &nonce, first, result.peer, deadline).await;
             result.peer = peer;
             result.timings.echo = Some(ms_since(echo_started));
             result.failure = outcome.failure(&info);
@@ -184,6 +207,34 @@ pub async fn probe(plan: &Plan, tls_setup: &TlsSetup, candidate: &Candidate) -> 
     .await;
     result.timings.total = ms_since(started);
     result
+}
+
+/// How long a probe in `auto` mode waits for a first frame that tells the protocol: servers
+/// that speak first (Engine.IO, the article's greeting) do so at once.
+const FIRST_FRAME_WAIT: Duration = Duration::from_millis(250);
+
+/// The first frame, if the peer speaks first.
+async fn first_frame(ws: &mut Ws<'_>) -> Option<Result<Message, WsError>> {
+    tokio::time::timeout(FIRST_FRAME_WAIT, ws.next())
+        .await
+        .ok()?
+}
+
+/// The socket.io opening instead of the echo.
+async fn socketio_stage(
+    ws: &mut Ws<'_>,
+    result: &mut ProbeResult,
+    open_packet: Option<String>,
+    deadline: Instant,
+) {
+    let started = result.enter(Stage::Protocol);
+    let (info, failure) = socketio::open(ws, open_packet, deadline).await;
+    result.timings.protocol = Some(ms_since(started));
+    result.protocol = Some(info);
+    result.failure = failure;
+    if result.failure.is_none() {
+        result.done();
+    }
 }
 
 /// Probes every candidate at once; the whole takes about as long as the slowest probe,

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::echo::{EchoInfo, PeerKind};
 use super::failure::Failure;
+use super::protocol::ProtocolInfo;
 use super::tls::TlsInfo;
 use super::upgrade::HttpResponse;
 use super::ws::ms_since;
@@ -24,6 +25,8 @@ pub enum Stage {
     Tls,
     Upgrade,
     Echo,
+    /// The application protocol's opening (instead of the echo).
+    Protocol,
     /// Every stage passed.
     Done,
 }
@@ -37,6 +40,7 @@ impl Stage {
             Stage::Tls => "tls",
             Stage::Upgrade => "upgrade",
             Stage::Echo => "echo",
+            Stage::Protocol => "protocol",
             Stage::Done => "done",
         }
     }
@@ -51,6 +55,7 @@ pub struct Timings {
     pub tls: Option<f64>,
     pub upgrade: Option<f64>,
     pub echo: Option<f64>,
+    pub protocol: Option<f64>,
     pub total: f64,
 }
 
@@ -63,6 +68,7 @@ impl Timings {
             Stage::Tls => &mut self.tls,
             Stage::Upgrade => &mut self.upgrade,
             Stage::Echo => &mut self.echo,
+            Stage::Protocol => &mut self.protocol,
             Stage::Done => return,
         };
         *slot = Some(ms);
@@ -117,6 +123,8 @@ pub struct ProbeResult {
     pub credentials_held_back: bool,
     pub peer: PeerKind,
     pub echo: Option<EchoInfo>,
+    /// What the application protocol's opening said; `None` for a raw WebSocket.
+    pub protocol: Option<ProtocolInfo>,
 }
 
 impl ProbeResult {
@@ -135,6 +143,7 @@ impl ProbeResult {
             credentials_held_back: false,
             peer: PeerKind::Unknown,
             echo: None,
+            protocol: None,
         }
     }
 

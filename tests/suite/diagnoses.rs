@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use wscheck_testkit::fixtures::{self, Behaviour, http_response};
 use wscheck_testkit::pki::TestCa;
 
-use crate::support::{HOST, args, check, closed_port, code_of, only, single};
+use crate::support::{HOST, args, check, closed_port, code_of, node_app, only, single};
 
 fn cfg() -> wscheck_server::Config {
     wscheck_server::Config::default()
@@ -747,21 +747,4 @@ async fn a_close_during_the_echo_shows_its_code_reason_and_what_to_do() {
             && detail.contains("--subprotocol"),
         "{detail}"
     );
-}
-
-/// A small real Node app (`script`, with tests/node's packages: express, ws) on a free
-/// loopback `$PORT`; stopped when the guard drops.
-fn node_app(script: &str) -> (wscheck_testkit::ChildGuard, std::net::SocketAddr) {
-    let modules = wscheck_testkit::ensure_node_modules().unwrap();
-    let port = wscheck_testkit::free_port();
-    let child = std::process::Command::new("node")
-        .args(["-e", script])
-        .env("PORT", port.to_string())
-        .env("NODE_PATH", &modules)
-        .spawn()
-        .unwrap();
-    let guard = wscheck_testkit::ChildGuard(child);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    wscheck_testkit::wait_for_listener(addr, Duration::from_secs(10)).unwrap();
-    (guard, addr)
 }

@@ -10,6 +10,7 @@ mod diagnoses;
 mod load;
 mod output;
 mod preflight;
+mod protocols;
 mod readme;
 mod standin;
 mod support;

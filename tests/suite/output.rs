@@ -85,6 +85,7 @@ struct JsonTimings {
     tls: Option<f64>,
     upgrade: Option<f64>,
     echo: Option<f64>,
+    protocol: Option<f64>,
     total: f64,
 }
 

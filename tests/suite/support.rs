@@ -122,3 +122,20 @@ pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
+
+/// A small real Node app (`script`, with tests/node's packages: express, ws, socket.io) on a free
+/// loopback `$PORT`; stopped when the guard drops.
+pub fn node_app(script: &str) -> (wscheck_testkit::ChildGuard, SocketAddr) {
+    let modules = wscheck_testkit::ensure_node_modules().unwrap();
+    let port = wscheck_testkit::free_port();
+    let child = std::process::Command::new("node")
+        .args(["-e", script])
+        .env("PORT", port.to_string())
+        .env("NODE_PATH", &modules)
+        .spawn()
+        .unwrap();
+    let guard = wscheck_testkit::ChildGuard(child);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wscheck_testkit::wait_for_listener(addr, std::time::Duration::from_secs(10)).unwrap();
+    (guard, addr)
+}
