@@ -148,6 +148,8 @@ pub enum ProtocolArg {
     Raw,
     /// socket.io (Engine.IO v3/v4): connect the default namespace.
     Socketio,
+    /// GraphQL over WebSocket (graphql-transport-ws, legacy graphql-ws): connection_init.
+    Graphql,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
@@ -188,7 +190,9 @@ pub struct CheckArgs {
     #[arg(long, conflicts_with = "message")]
     pub no_echo: bool,
     /// What to speak after the upgrade: `auto` detects socket.io by its path
-    /// (`/socket.io/`) or its first frame, and echoes otherwise; `raw` only echoes.
+    /// (`/socket.io/`) or its first frame, GraphQL by its path (`/graphql`,
+    /// `/subscriptions`, then offering its subprotocols) or the subprotocol picked, and
+    /// echoes otherwise; `raw` only echoes.
     #[arg(long, value_enum, default_value_t = ProtocolArg::Auto, value_name = "PROTOCOL")]
     pub protocol: ProtocolArg,
     /// Report format.

@@ -127,6 +127,7 @@ pub fn check_plan(args: &CheckArgs, env: &EnvProxy) -> Result<Plan, Usage> {
         ProtocolArg::Auto => ProtocolChoice::Auto,
         ProtocolArg::Raw => ProtocolChoice::Raw,
         ProtocolArg::Socketio => ProtocolChoice::SocketIo,
+        ProtocolArg::Graphql => ProtocolChoice::Graphql,
     };
     plan.deep = deep(args)?;
     Ok(plan)

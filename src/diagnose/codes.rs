@@ -54,6 +54,7 @@ pub enum Code {
     MessageTooLarge,
     SocketioNamespaceRefused,
     SocketioTransportMissing,
+    GraphqlRejected,
     ProtocolHandshakeFailed,
     AppBoundLoopback,
     AppWrongPort,
@@ -71,7 +72,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 60] = [
+    pub const ALL: [Code; 61] = [
         Code::Ok,
         Code::OkUnverifiedEcho,
         Code::OkProtocol,
@@ -118,6 +119,7 @@ impl Code {
         Code::MessageTooLarge,
         Code::SocketioNamespaceRefused,
         Code::SocketioTransportMissing,
+        Code::GraphqlRejected,
         Code::ProtocolHandshakeFailed,
         Code::AppBoundLoopback,
         Code::AppWrongPort,
@@ -182,6 +184,7 @@ impl Code {
             Code::MessageTooLarge => "message_too_large",
             Code::SocketioNamespaceRefused => "socketio_namespace_refused",
             Code::SocketioTransportMissing => "socketio_transport_missing",
+            Code::GraphqlRejected => "graphql_rejected",
             Code::ProtocolHandshakeFailed => "protocol_handshake_failed",
             Code::AppBoundLoopback => "app_bound_loopback",
             Code::AppWrongPort => "app_wrong_port",
@@ -314,6 +317,9 @@ impl Code {
             }
             Code::SocketioNamespaceRefused => {
                 "The socket.io server refused to connect the namespace (a `44` packet): its middleware or namespace rules said no."
+            }
+            Code::GraphqlRejected => {
+                "The GraphQL server refused the connection: a close with a graphql-transport-ws code, or a connection_error."
             }
             Code::SocketioTransportMissing => {
                 "The socket.io server answered 400 Transport unknown: the URL lacks transport=websocket."
@@ -494,6 +500,9 @@ impl Code {
             }
             Code::SocketioNamespaceRefused => {
                 "See the message in the detail: an auth middleware (`io.use(...)`) wants credentials (pass the token the client sends, e.g. -H 'Authorization: Bearer ...' or a cookie), or the namespace does not exist on the server."
+            }
+            Code::GraphqlRejected => {
+                "See the close code in the detail: 4403 means the server's onConnect refused (pass the credentials it checks, e.g. -H 'Authorization: Bearer ...'), 4406 the subprotocol (offer graphql-transport-ws with --subprotocol), 4401/4400 a client that does not speak the protocol the server expects."
             }
             Code::SocketioTransportMissing => {
                 "Connect WebSocket clients to /socket.io/?EIO=4&transport=websocket (socket.io clients do this themselves; set `transports: ['websocket']` to skip long-polling)."

@@ -208,6 +208,12 @@ fn names_a_subprotocol(reason: &str) -> bool {
 /// A protocol's opening, as it went: `socket.io handshake completed (sid ..., namespace /
 /// connected; EIO4, pingInterval 25000 ms + pingTimeout 20000 ms)`.
 fn protocol_opened(info: &crate::probe::protocol::ProtocolInfo) -> String {
+    if info.name == "graphql" {
+        return format!(
+            "GraphQL over WebSocket handshake completed ({}: connection_init answered with connection_ack)",
+            info.version.as_deref().unwrap_or("no subprotocol")
+        );
+    }
     let said = |key: &str| {
         info.said
             .get(key)

@@ -60,8 +60,10 @@ pub fn diagnose(result: &ProbeResult) -> Diagnosis {
             FailureKind::EchoTimeout => Code::EchoTimeout,
             FailureKind::EchoMismatch => Code::EchoMismatch,
             FailureKind::EchoClosed => Code::ClosedDuringEcho,
-            // socket.io is the one protocol with an opening so far.
-            FailureKind::ProtocolRefused => Code::SocketioNamespaceRefused,
+            FailureKind::ProtocolRefused => match result.protocol.as_ref().map(|p| p.name) {
+                Some("graphql") => Code::GraphqlRejected,
+                _ => Code::SocketioNamespaceRefused,
+            },
             FailureKind::ProtocolFailed => Code::ProtocolHandshakeFailed,
         },
     };

@@ -7,6 +7,7 @@ pub mod answer;
 pub mod dns;
 pub mod echo;
 pub mod failure;
+pub mod graphql;
 pub mod protocol;
 pub mod proxy;
 pub mod result;
@@ -175,8 +176,19 @@ pub async fn probe(plan: &Plan, tls_setup: &TlsSetup, candidate: &Candidate) -> 
                 let _ = tokio::time::timeout(Duration::from_millis(300), ws.close(None)).await;
                 return;
             }
-            if let Some(Protocol::SocketIo) = protocol::by_path(plan.protocol, path) {
-                return socketio_stage(ws, result, None, deadline).await;
+            let picked = result.subprotocol.clone();
+            let known = protocol::by_subprotocol(plan.protocol, picked.as_deref())
+                .or_else(|| protocol::by_path(plan.protocol, path));
+            match known {
+                Some(Protocol::SocketIo) => {
+                    return protocol_stage(result, move || socketio::open(ws, None, deadline))
+                        .await;
+                }
+                Some(Protocol::Graphql) => {
+                    let opening = move || graphql::open(ws, picked, deadline);
+                    return protocol_stage(result, opening).await;
+                }
+                None => {}
             }
             // Auto: a first frame may tell the protocol (Engine.IO's open packet); the
             // echo then goes on with that frame already read.
@@ -191,7 +203,8 @@ pub async fn probe(plan: &Plan, tls_setup: &TlsSetup, candidate: &Candidate) -> 
                 _ => None,
             };
             if open_packet.is_some() {
-                return socketio_stage(ws, result, open_packet, deadline).await;
+                return protocol_stage(result, move || socketio::open(ws, open_packet, deadline))
+                    .await;
             }
             let echo_started = result.enter(Stage::Echo);
             let (outcome, info, peer) = echo::run(ws, &nonce, first, result.peer, deadline).await;
@@ -220,15 +233,14 @@ async fn first_frame(ws: &mut Ws<'_>) -> Option<Result<Message, WsError>> {
         .ok()?
 }
 
-/// The socket.io opening instead of the echo.
-async fn socketio_stage(
-    ws: &mut Ws<'_>,
-    result: &mut ProbeResult,
-    open_packet: Option<String>,
-    deadline: Instant,
-) {
+/// An application protocol's opening instead of the echo: `opening` runs under the
+/// `protocol` stage, and its outcome is the probe's.
+async fn protocol_stage<F>(result: &mut ProbeResult, opening: impl FnOnce() -> F)
+where
+    F: Future<Output = (protocol::ProtocolInfo, Option<Failure>)>,
+{
     let started = result.enter(Stage::Protocol);
-    let (info, failure) = socketio::open(ws, open_packet, deadline).await;
+    let (info, failure) = opening().await;
     result.timings.protocol = Some(ms_since(started));
     result.protocol = Some(info);
     result.failure = failure;

@@ -1,6 +1,6 @@
 //! Application protocols on top of the WebSocket: which one a probe speaks (`--protocol`,
 //! or detected from the path and the first frame), and what its opening said, for the
-//! report. The openings themselves live one module each (`socketio`).
+//! report. The openings themselves live one module each (`socketio`, `graphql`).
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -15,13 +15,19 @@ pub enum ProtocolChoice {
     /// The echo only.
     Raw,
     SocketIo,
+    Graphql,
 }
 
 /// A protocol a probe speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     SocketIo,
+    Graphql,
 }
+
+/// GraphQL over WebSocket's subprotocols: the current one first, then the legacy one
+/// (subscriptions-transport-ws).
+pub const GRAPHQL_SUBPROTOCOLS: [&str; 2] = ["graphql-transport-ws", "graphql-ws"];
 
 /// What a protocol's opening said (`protocol` in the JSON; `null` for a raw WebSocket).
 #[derive(Debug, Clone, Serialize)]
@@ -35,10 +41,38 @@ pub struct ProtocolInfo {
 
 /// The protocol known before any frame: asked for, or told by the path.
 pub fn by_path(choice: ProtocolChoice, path: &str) -> Option<Protocol> {
+    let path_only = path.split('?').next().unwrap_or_default();
     match choice {
         ProtocolChoice::SocketIo => Some(Protocol::SocketIo),
+        ProtocolChoice::Graphql => Some(Protocol::Graphql),
         ProtocolChoice::Raw => None,
-        ProtocolChoice::Auto => path.contains("/socket.io/").then_some(Protocol::SocketIo),
+        ProtocolChoice::Auto if path_only.contains("/socket.io/") => Some(Protocol::SocketIo),
+        ProtocolChoice::Auto
+            if path_only.ends_with("/graphql") || path_only.ends_with("/subscriptions") =>
+        {
+            Some(Protocol::Graphql)
+        }
+        ProtocolChoice::Auto => None,
+    }
+}
+
+/// The protocol the subprotocol the server picked names.
+pub fn by_subprotocol(choice: ProtocolChoice, picked: Option<&str>) -> Option<Protocol> {
+    let picked = picked?;
+    (choice != ProtocolChoice::Raw && GRAPHQL_SUBPROTOCOLS.contains(&picked))
+        .then_some(Protocol::Graphql)
+}
+
+/// The subprotocols to offer: the user's (`--subprotocol`); else, for GraphQL (a server
+/// refuses a client that offers none), its two. Nothing else is offered unasked, since an
+/// offer can change what a server does.
+pub fn subprotocols_to_offer(choice: ProtocolChoice, path: &str, asked: &[String]) -> Vec<String> {
+    if !asked.is_empty() {
+        return asked.to_vec();
+    }
+    match by_path(choice, path) {
+        Some(Protocol::Graphql) => GRAPHQL_SUBPROTOCOLS.map(str::to_owned).to_vec(),
+        _ => Vec::new(),
     }
 }
 
@@ -70,5 +104,35 @@ mod tests {
         assert_eq!(by_first_frame(open), Some(Protocol::SocketIo));
         assert_eq!(by_first_frame("0 is a number"), None);
         assert_eq!(by_first_frame("Hi, this is the Echo-Server"), None);
+    }
+
+    #[test]
+    fn graphql_is_told_by_its_path_or_the_subprotocol_picked_and_only_then_offered() {
+        let auto = ProtocolChoice::Auto;
+        assert_eq!(by_path(auto, "/graphql"), Some(Protocol::Graphql));
+        assert_eq!(
+            by_path(auto, "/api/subscriptions?x=1"),
+            Some(Protocol::Graphql)
+        );
+        assert_eq!(by_path(auto, "/graphql-docs"), None);
+        assert_eq!(
+            by_subprotocol(auto, Some("graphql-ws")),
+            Some(Protocol::Graphql)
+        );
+        assert_eq!(
+            by_subprotocol(ProtocolChoice::Raw, Some("graphql-ws")),
+            None
+        );
+        assert_eq!(by_subprotocol(auto, Some("chat")), None);
+        assert_eq!(
+            subprotocols_to_offer(auto, "/graphql", &[]),
+            ["graphql-transport-ws", "graphql-ws"]
+        );
+        assert!(subprotocols_to_offer(auto, "/ws", &[]).is_empty());
+        assert!(subprotocols_to_offer(ProtocolChoice::Raw, "/graphql", &[]).is_empty());
+        assert_eq!(
+            subprotocols_to_offer(auto, "/graphql", &["v12.stomp".into()]),
+            ["v12.stomp"]
+        );
     }
 }

@@ -56,8 +56,9 @@ pub fn build_request(
     {
         builder = builder.header("Origin", origin);
     }
-    if !plan.subprotocols.is_empty() {
-        builder = builder.header("Sec-WebSocket-Protocol", plan.subprotocols.join(", "));
+    let offered = super::protocol::subprotocols_to_offer(plan.protocol, path, &plan.subprotocols);
+    if !offered.is_empty() {
+        builder = builder.header("Sec-WebSocket-Protocol", offered.join(", "));
     }
     if let Some((user, pass)) = &plan.target.userinfo
         && !hold_back

@@ -738,7 +738,7 @@ async fn a_close_during_the_echo_shows_its_code_reason_and_what_to_do() {
          const wss = new WebSocketServer({ host: '127.0.0.1', port: Number(process.env.PORT) }); \
          wss.on('connection', (ws) => ws.on('message', () => ws.close(4406, 'Subprotocol not acceptable')));",
     );
-    let (code, report) = code_of(&only(&format!("ws://{HOST}/graphql"), addr)).await;
+    let (code, report) = code_of(&only(&format!("ws://{HOST}/live"), addr)).await;
     assert_eq!(code, "closed_during_echo", "{report:#?}");
     let detail = &single(&report).diagnosis.detail;
     assert!(

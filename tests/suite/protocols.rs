@@ -1,6 +1,7 @@
 //! Application protocols, against the real servers from npm: socket.io 4 healthy, refusing
 //! its namespace in an auth middleware, reached without `transport=websocket`, and on a
-//! custom `path` where only its first frame tells what it is.
+//! custom `path` where only its first frame tells what it is; graphql-ws (with `ws`)
+//! accepting, refusing in `onConnect`, and met without its subprotocol.
 
 use crate::support::{HOST, code_of, node_app, only, single};
 
@@ -100,4 +101,69 @@ async fn on_a_custom_path_the_first_frame_tells_socket_io_and_raw_does_not_look(
     let (code, report) = code_of(&raw).await;
     assert_eq!(code, "closed_during_echo", "{report:#?}");
     assert!(single(&report).result.protocol.is_none());
+}
+
+/// A real graphql-ws 5 server on `ws` at `/graphql`; `refuse` makes `onConnect` say no.
+fn graphql(refuse: bool) -> (wscheck_testkit::ChildGuard, std::net::SocketAddr) {
+    node_app(&format!(
+        "const {{ WebSocketServer }} = require('ws'); \
+         const {{ useServer }} = require('graphql-ws/lib/use/ws'); \
+         const {{ buildSchema }} = require('graphql'); \
+         const wss = new WebSocketServer({{ host: '127.0.0.1', port: Number(process.env.PORT), path: '/graphql' }}); \
+         useServer({{ schema: buildSchema('type Query {{ hello: String }}'), onConnect: () => {} }}, wss);",
+        !refuse
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_over_websocket_is_detected_offered_its_subprotocol_and_acknowledged() {
+    let (_server, addr) = graphql(false);
+    let (code, report) = code_of(&only(&format!("ws://{HOST}/graphql"), addr)).await;
+    assert_eq!(code, "ok_protocol", "{report:#?}");
+    let probe = single(&report);
+    assert_eq!(
+        probe.result.subprotocol.as_deref(),
+        Some("graphql-transport-ws")
+    );
+    assert!(
+        probe
+            .result
+            .request
+            .iter()
+            .any(|l| l == "Sec-WebSocket-Protocol: graphql-transport-ws, graphql-ws"),
+        "{:?}",
+        probe.result.request
+    );
+    let protocol = probe.result.protocol.as_ref().unwrap();
+    assert_eq!(
+        (protocol.name, protocol.said["ack"].as_bool()),
+        ("graphql", Some(true))
+    );
+    assert!(report.verdict.ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_refusing_in_on_connect_is_graphql_rejected_with_4403_explained() {
+    let (_server, addr) = graphql(true);
+    let (code, report) = code_of(&only(&format!("ws://{HOST}/graphql"), addr)).await;
+    assert_eq!(code, "graphql_rejected", "{report:#?}");
+    let detail = &single(&report).diagnosis.detail;
+    assert!(
+        detail.contains("closed 4403 \"Forbidden\"") && detail.contains("onConnect refused"),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_offers_nothing_and_graphql_ws_says_which_subprotocol_it_wants() {
+    let (_server, addr) = graphql(false);
+    let mut raw = only(&format!("ws://{HOST}/graphql"), addr);
+    raw.set("--protocol", "raw");
+    let (code, report) = code_of(&raw).await;
+    assert_eq!(code, "closed_during_echo", "{report:#?}");
+    let detail = &single(&report).diagnosis.detail;
+    assert!(
+        detail.contains("4406 \"Subprotocol not acceptable\"") && detail.contains("--subprotocol"),
+        "{detail}"
+    );
 }
