@@ -17,6 +17,11 @@ pub struct Config {
     pub ping_interval: Option<Duration>,
     /// How long shutdown waits for sockets to finish their close handshake.
     pub shutdown_grace: Duration,
+    /// Back-pressure: while more than this much of a session's output is unsent (its
+    /// client reads slower than it sends), the server stops reading from that client.
+    pub max_pending_output: usize,
+    /// A client that takes none of its unsent output for this long is disconnected.
+    pub send_timeout: Duration,
     /// What the process learned from its environment (PORT, CF_INSTANCE_*, VCAP_APPLICATION).
     pub environment: Environment,
 }
@@ -29,6 +34,8 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             ping_interval: Some(Duration::from_secs(25)),
             shutdown_grace: Duration::from_secs(4),
+            max_pending_output: 4 << 20,
+            send_timeout: Duration::from_secs(10),
             environment: Environment::default(),
         }
     }

@@ -48,6 +48,18 @@ struct Args {
     /// Interval of server pings (0s disables); keeps 60 s idle cut-offs away.
     #[arg(long, env = "WSCHECK_PING_INTERVAL", default_value = "25s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     ping_interval: Duration,
+    /// Back-pressure: while more than this much of a socket's output is unsent (its client
+    /// reads slower than it sends), stop reading from it. Nothing is dropped.
+    #[arg(
+        long,
+        env = "WSCHECK_MAX_PENDING_OUTPUT",
+        default_value = "4MiB",
+        value_name = "SIZE"
+    )]
+    max_pending_output: ByteSize,
+    /// A client that takes none of its pending output for this long is disconnected.
+    #[arg(long, env = "WSCHECK_SEND_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    send_timeout: Duration,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +82,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let max_pending_output = match usize::try_from(args.max_pending_output.as_u64()) {
+        Ok(size) if size > 0 => size,
+        _ => {
+            eprintln!(
+                "wscheck-server: --max-pending-output must be between 1 byte and {}",
+                usize::MAX
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if args.send_timeout.is_zero() {
+        eprintln!("wscheck-server: --send-timeout must be more than 0s");
+        return ExitCode::from(2);
+    }
     if args.max_connections == 0 {
         eprintln!("wscheck-server: --max-connections must be at least 1");
         return ExitCode::from(2);
@@ -79,6 +105,8 @@ fn main() -> ExitCode {
         max_connections: args.max_connections,
         header_timeout: args.header_timeout,
         ping_interval: (!args.ping_interval.is_zero()).then_some(args.ping_interval),
+        max_pending_output,
+        send_timeout: args.send_timeout,
         environment: Environment::from_process(),
         ..Config::default()
     };

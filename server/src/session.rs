@@ -15,28 +15,28 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, Role, WebSocketConfig, WebSocketContext,
 };
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use crate::info::Info;
-use crate::linger::linger;
 use crate::protocol::{ECHO_PREFIX, GREETING};
 use crate::shared::{Beat, Shared};
 
 /// Per-thread scratch for reads; 64 KiB takes a large burst in one system call.
 const SCRATCH: usize = 64 * 1024;
-/// A send that cannot complete in this time means the peer stopped reading.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long we wait for the peer's close frame after sending ours.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most bytes discarded while waiting for the peer's close frame (the rest of an oversize
+/// message, say); `CLOSE_TIMEOUT` bounds the wait anyway.
+const CLOSE_DISCARD_LIMIT: usize = 64 * 1024 * 1024;
 
 thread_local! {
     static SCRATCH_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
@@ -118,6 +118,90 @@ struct Session {
 struct Burst {
     output: Vec<u8>,
     end: Option<End>,
+    /// When we closed: where the client's further frames start, to see its close reply.
+    after_close: Option<CloseScan>,
+}
+
+/// Follows the frames a client still sends after our close frame, discarding them, until
+/// its close reply begins. Blind (waits for EOF or the timeout) when the stream can no
+/// longer be cut into frames: after a protocol error, say.
+#[derive(Default)]
+struct CloseScan {
+    /// Payload bytes of the current frame still to discard.
+    skip: u64,
+    /// An unfinished frame header.
+    header: Vec<u8>,
+    blind: bool,
+    /// The client's close frame has begun.
+    answered: bool,
+    discarded: usize,
+}
+
+impl CloseScan {
+    fn blind() -> Self {
+        Self {
+            blind: true,
+            ..Self::default()
+        }
+    }
+
+    /// Where a burst ended by our close leaves the client's stream: right behind the
+    /// oversize frame that made us close (`(start, length)` in `data`), or unknown.
+    fn after(data: &[u8], oversize: Option<(usize, u64)>) -> Self {
+        let Some((at, total)) = oversize else {
+            return Self::blind();
+        };
+        let end = at as u64 + total;
+        let mut scan = Self::default();
+        match usize::try_from(end) {
+            Ok(end) if end <= data.len() => {
+                scan.feed(&data[end..]);
+            }
+            _ => scan.skip = end - data.len() as u64,
+        }
+        scan
+    }
+
+    /// Follows `bytes`; true once the client's close frame has begun.
+    fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        self.discarded = self.discarded.saturating_add(bytes.len());
+        while !self.blind && !self.answered && !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len() as u64) as usize;
+                self.skip -= n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let parsed = if self.header.is_empty() {
+                let mut cursor = Cursor::new(bytes);
+                let parsed = FrameHeader::parse(&mut cursor);
+                match parsed {
+                    Ok(Some(_)) => bytes = &bytes[cursor.position() as usize..],
+                    Ok(None) => {
+                        self.header.extend_from_slice(bytes);
+                        bytes = &[];
+                    }
+                    Err(_) => {}
+                }
+                parsed
+            } else {
+                // At most 14 header bytes: one at a time, so none of the payload is taken.
+                self.header.push(bytes[0]);
+                bytes = &bytes[1..];
+                FrameHeader::parse(&mut Cursor::new(&self.header[..]))
+            };
+            match parsed {
+                Ok(Some((header, length))) => {
+                    self.header = Vec::new();
+                    self.answered = header.opcode == OpCode::Control(Control::Close);
+                    self.skip = length;
+                }
+                Ok(None) => {}
+                Err(_) => self.blind = true,
+            }
+        }
+        self.answered
+    }
 }
 
 impl Session {
@@ -141,8 +225,9 @@ impl Session {
 
     /// Length of the whole frames at the start of `data`; updates the fragmentation state.
     /// A frame header that is invalid or announces an oversize frame counts as whole, so
-    /// that the context sees it and answers with the right close code.
-    fn whole_frames(&mut self, data: &[u8]) -> usize {
+    /// that the context sees it and answers with the right close code; an oversize frame's
+    /// start and length come back too.
+    fn whole_frames(&mut self, data: &[u8]) -> (usize, Option<(usize, u64)>) {
         let mut at = 0;
         while at < data.len() {
             let mut cursor = Cursor::new(&data[at..]);
@@ -150,7 +235,7 @@ impl Session {
                 Ok(Some((header, length))) => {
                     let total = cursor.position() as usize as u64 + length;
                     if length > self.max_message_size as u64 {
-                        return data.len();
+                        return (data.len(), Some((at, total)));
                     }
                     if (at as u64) + total > data.len() as u64 {
                         break;
@@ -163,10 +248,10 @@ impl Session {
                     at += total as usize;
                 }
                 Ok(None) => break,
-                Err(_) => return data.len(),
+                Err(_) => return (data.len(), None),
             }
         }
-        at
+        (at, None)
     }
 
     /// Runs the protocol over whole frames: echoes, pongs, closes.
@@ -252,28 +337,37 @@ impl Session {
     /// waits in `partial`.
     fn receive(&mut self, bytes: &[u8]) -> Burst {
         let mut output = Vec::new();
-        let end = if self.partial.is_empty() {
-            let whole = self.whole_frames(bytes);
+        let after_close = |end: &Option<End>, data: &[u8], oversize| {
+            matches!(end, Some(End::ClosedByServer(..))).then(|| CloseScan::after(data, oversize))
+        };
+        let (end, after_close) = if self.partial.is_empty() {
+            let (whole, oversize) = self.whole_frames(bytes);
             let end = self.process(&bytes[..whole], &mut output);
             if end.is_none() && whole < bytes.len() {
                 self.partial = bytes[whole..].to_vec();
             }
-            end
+            let after_close = after_close(&end, bytes, oversize);
+            (end, after_close)
         } else {
             let mut data = std::mem::take(&mut self.partial);
             data.extend_from_slice(bytes);
-            let whole = self.whole_frames(&data);
+            let (whole, oversize) = self.whole_frames(&data);
             let end = self.process(&data[..whole], &mut output);
+            let after_close = after_close(&end, &data, oversize);
             if end.is_none() && whole < data.len() {
                 data.drain(..whole);
                 self.partial = data;
             }
-            end
+            (end, after_close)
         };
         if end.is_none() {
             self.release_if_idle();
         }
-        Burst { output, end }
+        Burst {
+            output,
+            end,
+            after_close,
+        }
     }
 
     /// Drops the protocol context (and its buffers) when nothing is half-way.
@@ -298,28 +392,8 @@ fn write_now(tcp: &TcpStream, mut output: Vec<u8>) -> Result<Vec<u8>, End> {
     Ok(output)
 }
 
-/// Writes what a peer did not take at once. Boxed by callers: rare, and its timer and state
-/// should not sit in every idle session's task.
-async fn write_rest(tcp: &mut TcpStream, rest: Vec<u8>) -> Result<(), End> {
-    match tokio::time::timeout(SEND_TIMEOUT, tcp.write_all(&rest)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(End::Vanished(error.to_string())),
-        Err(_) => Err(End::Vanished(
-            "peer stopped reading (send timed out)".to_owned(),
-        )),
-    }
-}
-
-/// Writes `output`, waiting if the socket does not take it all at once.
-async fn write_out(tcp: &mut TcpStream, output: Vec<u8>) -> Result<(), End> {
-    let rest = write_now(tcp, output)?;
-    if rest.is_empty() {
-        return Ok(());
-    }
-    Box::pin(write_rest(tcp, rest)).await
-}
-
-/// Reads what is there (through the per-thread scratch buffer) and processes it.
+/// Reads what is there (through the per-thread scratch buffer) and processes it, until the
+/// socket is drained or the answers reach `limit` bytes.
 /// `Pending`: nothing yet (the socket will wake the task); `Ready(Ok(burst))`: handle it;
 /// `Ready(Err)`: connection gone. Through `poll_read`, which knows that a short read
 /// drained the socket: no extra `read` that only says "would block".
@@ -327,6 +401,7 @@ fn poll_burst(
     cx: &mut Context<'_>,
     tcp: &mut TcpStream,
     session: &mut Session,
+    limit: usize,
 ) -> Poll<Result<Burst, End>> {
     SCRATCH_BUFFER.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
@@ -335,7 +410,16 @@ fn poll_burst(
             let mut buf = ReadBuf::new(&mut scratch[..]);
             match Pin::new(&mut *tcp).poll_read(cx, &mut buf) {
                 Poll::Pending => return burst.map_or(Poll::Pending, |b| Poll::Ready(Ok(b))),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(End::Vanished(e.to_string()))),
+                Poll::Ready(Err(e)) => {
+                    let vanished = End::Vanished(e.to_string());
+                    return Poll::Ready(match burst {
+                        Some(mut burst) => {
+                            burst.end = Some(vanished);
+                            Ok(burst)
+                        }
+                        None => Err(vanished),
+                    });
+                }
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => {
                     let vanished = End::Vanished("closed without a close frame".to_owned());
                     return Poll::Ready(match burst {
@@ -353,7 +437,7 @@ fn poll_burst(
                         earlier.output.append(&mut next.output);
                         next.output = earlier.output;
                     }
-                    if next.end.is_some() || n < SCRATCH {
+                    if next.end.is_some() || n < SCRATCH || next.output.len() >= limit {
                         return Poll::Ready(Ok(next));
                     }
                     burst = Some(next);
@@ -363,15 +447,305 @@ fn poll_burst(
     })
 }
 
-async fn close_going_away(live: &mut Live) -> End {
+/// Reads and discards what the client sends after our close frame, watching for its close
+/// reply. `Ready(true)`: stop reading (reply seen, EOF, error, or too much discarded).
+fn poll_discard(cx: &mut Context<'_>, tcp: &mut TcpStream, scan: &mut CloseScan) -> Poll<bool> {
+    SCRATCH_BUFFER.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch[..]);
+            match Pin::new(&mut *tcp).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(true),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(true),
+                Poll::Ready(Ok(())) => {
+                    if scan.feed(buf.filled()) || scan.discarded >= CLOSE_DISCARD_LIMIT {
+                        return Poll::Ready(true);
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Output written in order; what is sent is dropped from the front.
+struct Pending {
+    buffer: Vec<u8>,
+    sent: usize,
+}
+
+impl Pending {
+    fn unsent(&self) -> &[u8] {
+        &self.buffer[self.sent..]
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.sent > 0 && self.sent >= self.buffer.len() / 2 {
+            self.buffer.drain(..self.sent);
+            self.sent = 0;
+        }
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.sent += n;
+        if self.sent == self.buffer.len() {
+            // Sent: the memory goes back at once, not when the session ends.
+            self.buffer = Vec::new();
+            self.sent = 0;
+        }
+    }
+}
+
+/// What the session still reads while output is pending.
+enum Reading {
+    /// Frames to answer, while the unsent output stays under the bound (back-pressure).
+    Echo,
+    /// After our close frame: the client's last frames, discarded, up to its close reply.
+    Closing(CloseScan),
+    /// Nothing more: the client closed, or vanished.
+    Done,
+}
+
+/// Why `drain`'s wait ended.
+enum Drained {
+    /// All sent; the session goes on.
+    Idle,
+    /// All sent (or the connection failed); the session ends.
+    Finished,
+    /// Shutdown: close with 1001 behind what is pending.
+    GoingAway,
+    /// The client took nothing for the send timeout.
+    Stalled,
+    /// A write failed.
+    Failed(String),
+}
+
+/// What to read once a session ends with `end` (`None`: it goes on).
+fn reading_after(end: Option<&End>, after_close: Option<CloseScan>) -> Reading {
+    match end {
+        None => Reading::Echo,
+        Some(End::ClosedByServer(..)) => match after_close {
+            Some(scan) if scan.answered => Reading::Done,
+            Some(scan) => Reading::Closing(scan),
+            None => Reading::Closing(CloseScan::blind()),
+        },
+        Some(_) => Reading::Done,
+    }
+}
+
+/// Writes what the socket takes now: `Ok(true)` when something went out.
+fn poll_send(
+    cx: &mut Context<'_>,
+    tcp: &mut TcpStream,
+    pending: &mut Pending,
+) -> Result<bool, Drained> {
+    let mut wrote = false;
+    while !pending.unsent().is_empty() {
+        match Pin::new(&mut *tcp).poll_write(cx, pending.unsent()) {
+            Poll::Ready(Ok(0)) => return Err(Drained::Failed("write returned 0".to_owned())),
+            Poll::Ready(Ok(n)) => {
+                pending.advance(n);
+                wrote = true;
+            }
+            Poll::Ready(Err(e)) => return Err(Drained::Failed(e.to_string())),
+            Poll::Pending => break,
+        }
+    }
+    Ok(wrote)
+}
+
+/// Reads on while draining: echoes while less than `bound` is unsent (back-pressure), or
+/// what the client sends after our close until its reply. `true` when a burst was read.
+fn poll_read_on(
+    cx: &mut Context<'_>,
+    live: &mut Live,
+    pending: &mut Pending,
+    reading: &mut Reading,
+    end: &mut Option<End>,
+    bound: usize,
+) -> bool {
+    match reading {
+        Reading::Echo => {
+            let unsent = pending.unsent().len();
+            if unsent >= bound {
+                return false;
+            }
+            match poll_burst(cx, &mut live.tcp, &mut live.session, bound - unsent) {
+                Poll::Pending => false,
+                Poll::Ready(Ok(burst)) => {
+                    live.session.heard_since_ping = true;
+                    pending.push(&burst.output);
+                    if burst.end.is_some() {
+                        *reading = reading_after(burst.end.as_ref(), burst.after_close);
+                        *end = burst.end;
+                    }
+                    true
+                }
+                Poll::Ready(Err(gone)) => {
+                    *end = Some(gone);
+                    *reading = Reading::Done;
+                    true
+                }
+            }
+        }
+        Reading::Closing(scan) => {
+            if poll_discard(cx, &mut live.tcp, scan).is_ready() {
+                *reading = Reading::Done;
+            }
+            false
+        }
+        Reading::Done => false,
+    }
+}
+
+/// When nothing more can be done now: a stalled client, an idle or finished drain, or the
+/// wait for the client's close reply once ours is out.
+fn poll_settled(
+    cx: &mut Context<'_>,
+    pending: &Pending,
+    reading: &Reading,
+    stall: Pin<&mut tokio::time::Sleep>,
+    close_wait: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+) -> Poll<Drained> {
+    if !pending.unsent().is_empty() {
+        return match stall.poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Drained::Stalled),
+            Poll::Pending => Poll::Pending,
+        };
+    }
+    match reading {
+        Reading::Echo => Poll::Ready(Drained::Idle),
+        Reading::Done => Poll::Ready(Drained::Finished),
+        // All sent, our close included: a moment for the client's reply.
+        Reading::Closing(_) => {
+            let wait =
+                close_wait.get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)));
+            match wait.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Drained::Finished),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Sends what a burst (or our own message) produced when the socket did not take it at
+/// once, or when the session ends: every answer goes out, in order, before the close.
+/// Meanwhile it reads on while less than `max_pending_output` is unsent (back-pressure: a
+/// slow reader slows the reading, nothing is dropped), swallows what the client sends after
+/// our close frame until its close reply, and gives up on a client that takes nothing for
+/// `send_timeout`. Boxed by callers: rare, and its timers and buffer should not sit in
+/// every idle session's task. `None`: all sent, the session goes on; `Some(end)`: it ended,
+/// and TCP is shut down.
+async fn drain(live: &mut Live, shared: &Shared, burst: Burst) -> Option<End> {
+    let Burst {
+        output,
+        mut end,
+        after_close,
+    } = burst;
+    let bound = shared.config.max_pending_output.max(1);
+    let send_timeout = shared.config.send_timeout;
+    let mut reading = reading_after(end.as_ref(), after_close);
+    let mut pending = Pending {
+        buffer: output,
+        sent: 0,
+    };
+    let mut stall = Box::pin(tokio::time::sleep(send_timeout));
+    let mut close_wait: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut shutdown = Box::pin(shared.shutdown.cancelled());
+    loop {
+        let drained = std::future::poll_fn(|cx| {
+            loop {
+                match poll_send(cx, &mut live.tcp, &mut pending) {
+                    Err(failed) => return Poll::Ready(failed),
+                    Ok(true) => stall
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + send_timeout),
+                    Ok(false) => {}
+                }
+                if let Reading::Echo = reading
+                    && shutdown.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Drained::GoingAway);
+                }
+                if poll_read_on(cx, live, &mut pending, &mut reading, &mut end, bound) {
+                    continue; // new output to write, and perhaps more to read
+                }
+                return poll_settled(cx, &pending, &reading, stall.as_mut(), &mut close_wait);
+            }
+        })
+        .await;
+        match drained {
+            Drained::Idle => return None,
+            Drained::Finished => break,
+            Drained::GoingAway => {
+                let mut output = Vec::new();
+                let mut feed = Feed {
+                    input: &[],
+                    output: &mut output,
+                };
+                end = Some(live.session.close(&mut feed, CloseCode::Away, "going away"));
+                pending.push(&output);
+                let mut scan = CloseScan::default();
+                scan.feed(&live.session.partial);
+                reading = reading_after(end.as_ref(), Some(scan));
+            }
+            Drained::Stalled => {
+                end = Some(End::Vanished(format!(
+                    "client stopped reading ({} bytes unsent for {})",
+                    pending.unsent().len(),
+                    humantime::format_duration(send_timeout)
+                )));
+                break;
+            }
+            Drained::Failed(error) => {
+                end.get_or_insert(End::Vanished(error));
+                break;
+            }
+        }
+    }
+    drop(pending); // before the shutdown: a stalled client's output goes at once
+    let _ = live.tcp.shutdown().await;
+    Some(end.unwrap_or_else(|| End::Vanished("connection ended".to_owned())))
+}
+
+/// Sends `output` (and ends the session if `end`): at once if the socket takes it all,
+/// else through `drain`. `Err`: the session ended.
+async fn deliver(live: &mut Live, shared: &Shared, burst: Burst) -> Result<(), End> {
+    let burst = if burst.end.is_none() {
+        let output = write_now(&live.tcp, burst.output)?;
+        if output.is_empty() {
+            return Ok(());
+        }
+        Burst { output, ..burst }
+    } else {
+        burst
+    };
+    match Box::pin(drain(live, shared, burst)).await {
+        None => Ok(()),
+        Some(end) => Err(end),
+    }
+}
+
+/// Shutdown: our 1001 close, then the client's reply (or a moment), then TCP closed.
+async fn close_going_away(live: &mut Live, shared: &Shared) -> End {
     let mut output = Vec::new();
     let mut feed = Feed {
         input: &[],
         output: &mut output,
     };
     let end = live.session.close(&mut feed, CloseCode::Away, "going away");
-    let _ = write_out(&mut live.tcp, output).await;
-    end
+    let mut scan = CloseScan::default();
+    scan.feed(&live.session.partial);
+    let burst = Burst {
+        output,
+        end: Some(end),
+        after_close: Some(scan),
+    };
+    match deliver(live, shared, burst).await {
+        Ok(()) => End::Vanished("connection ended".to_owned()),
+        Err(end) => end,
+    }
 }
 
 /// Everything a session starts with. One boxed argument, consumed by the (boxed) opening:
@@ -402,9 +776,10 @@ struct Live {
 enum Step {
     /// The heartbeat moved on (`false`: the server is going away).
     Beat(bool),
-    /// Part of an answer the socket did not take at once.
-    Rest(Vec<u8>),
-    /// Boxed: ends are rare, and this value sits in the idle task's state.
+    /// An answer the socket did not take at once, or the session's end with its last
+    /// answers. Boxed: rare, and this value sits in the idle task's state.
+    Out(Box<Burst>),
+    /// The connection is gone; nothing to send. Boxed like `Out`.
     End(Box<End>),
 }
 
@@ -419,7 +794,7 @@ pub(crate) async fn run(start: Box<Start>, shared: std::sync::Arc<Shared>) {
     let mut going_away = *beat.borrow() == Beat::Shutdown;
     let end = loop {
         if going_away {
-            break Box::pin(close_going_away(&mut live)).await;
+            break Box::pin(close_going_away(&mut live, &shared)).await;
         }
         // One wait on the heartbeat per beat, not per message: registering with the shared
         // channel on every loop would make all sessions contend for its lock. Boxed: it
@@ -432,19 +807,28 @@ pub(crate) async fn run(start: Box<Start>, shared: std::sync::Arc<Shared>) {
                 return Poll::Ready(Step::Beat(changed.is_ok()));
             }
             loop {
-                let burst = match poll_burst(cx, &mut live.tcp, &mut live.session) {
+                // Not kept in a local: that would grow every idle session's task.
+                let limit = shared.config.max_pending_output.max(1);
+                let burst = match poll_burst(cx, &mut live.tcp, &mut live.session, limit) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(burst)) => burst,
                     Poll::Ready(Err(end)) => return Poll::Ready(Step::End(Box::new(end))),
                 };
                 live.session.heard_since_ping = true;
-                match (write_now(&live.tcp, burst.output), burst.end) {
-                    // Ending anyway: no waiting for a slow peer.
-                    (_, Some(end)) | (Err(end), None) => {
-                        return Poll::Ready(Step::End(Box::new(end)));
+                if burst.end.is_some() {
+                    // Its last answers (and close reply) go out in full before it ends.
+                    return Poll::Ready(Step::Out(Box::new(burst)));
+                }
+                match write_now(&live.tcp, burst.output) {
+                    Err(end) => return Poll::Ready(Step::End(Box::new(end))),
+                    Ok(rest) if rest.is_empty() => {}
+                    Ok(rest) => {
+                        return Poll::Ready(Step::Out(Box::new(Burst {
+                            output: rest,
+                            end: None,
+                            after_close: None,
+                        })));
                     }
-                    (Ok(rest), None) if rest.is_empty() => {}
-                    (Ok(rest), None) => return Poll::Ready(Step::Rest(rest)),
                 }
             }
         })
@@ -452,20 +836,20 @@ pub(crate) async fn run(start: Box<Start>, shared: std::sync::Arc<Shared>) {
         drop(changed);
         match step {
             Step::End(end) => break *end,
-            Step::Rest(rest) => {
-                if let Err(end) = Box::pin(write_rest(&mut live.tcp, rest)).await {
+            Step::Out(burst) => {
+                if let Some(end) = Box::pin(drain(&mut live, &shared, *burst)).await {
                     break end;
                 }
             }
             Step::Beat(moved) => {
                 going_away = !moved || *beat.borrow_and_update() == Beat::Shutdown;
-                if !going_away && let Err(end) = Box::pin(ping(&mut live)).await {
+                if !going_away && let Err(end) = Box::pin(ping(&mut live, &shared)).await {
                     break end;
                 }
             }
         }
     };
-    Box::pin(finish(live, end, &shared)).await;
+    finish(live, end, &shared);
 }
 
 /// The session's opening: the log line, the introspection document (for `/.wscheck/ws`),
@@ -473,7 +857,7 @@ pub(crate) async fn run(start: Box<Start>, shared: std::sync::Arc<Shared>) {
 /// runs once, and `start` is freed when it returns. `None`: the session already ended.
 async fn open(start: Box<Start>, shared: &Shared) -> Option<Live> {
     let Start {
-        mut tcp,
+        tcp,
         leftover,
         path,
         forwarded_for,
@@ -482,33 +866,29 @@ async fn open(start: Box<Start>, shared: &Shared) -> Option<Live> {
         permit,
     } = *start;
     tracing::info!(%peer, %path, forwarded_for = forwarded_for.as_deref().unwrap_or("-"), "websocket open");
-    let mut session = Session::new(shared.config.max_message_size);
-    let greeted = greet(&mut tcp, &mut session, leftover, info).await;
-    let live = Live {
+    let mut live = Live {
         tcp,
-        session,
+        session: Session::new(shared.config.max_message_size),
         peer,
         opened_ms: shared.started.elapsed().as_millis() as u64,
         permit,
     };
+    let greeted = match greet(&mut live.session, &leftover, info) {
+        Ok(burst) => deliver(&mut live, shared, burst).await,
+        Err(end) => Err(end),
+    };
+    drop(leftover);
     match greeted {
         Ok(()) => Some(live),
         Err(end) => {
-            finish(live, end, shared).await;
+            finish(live, end, shared);
             None
         }
     }
 }
 
-/// The session's end: the close handshake's lingering, then the log line.
-async fn finish(mut live: Live, end: End, shared: &Shared) {
-    if let End::ClosedByServer(..) = end {
-        // Wait for the peer's close frame, swallowing what it still sends (the rest of an
-        // oversize message) before our FIN: a proxy in between tears both sides down on
-        // it, and the reset would destroy the close frame the peer has not read yet.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, linger(&mut live.tcp)).await;
-        let _ = live.tcp.shutdown().await;
-    }
+/// The session's end: the log line. The closing handshake is `drain`'s.
+fn finish(live: Live, end: End, shared: &Shared) {
     let Live {
         session,
         peer,
@@ -521,31 +901,29 @@ async fn finish(mut live: Live, end: End, shared: &Shared) {
     tracing::info!(%peer, duration_ms, messages_in = session.messages_in, messages_out = session.messages_out, "websocket close: {end}");
 }
 
-async fn greet(
-    tcp: &mut TcpStream,
-    session: &mut Session,
-    leftover: Vec<u8>,
-    info: Option<Info>,
-) -> Result<(), End> {
+/// The opening messages, and the answers to what came with the handshake.
+fn greet(session: &mut Session, leftover: &[u8], info: Option<Info>) -> Result<Burst, End> {
     let mut output = Vec::new();
     if let Some(info) = info {
         let json = serde_json::to_string(&info).unwrap_or_default();
         session.send(Message::text(json), &mut output)?;
     }
     session.send(Message::text(GREETING), &mut output)?;
-    if !leftover.is_empty() {
-        let burst = session.receive(&leftover);
-        output.extend_from_slice(&burst.output);
-        if let Some(end) = burst.end {
-            let _ = write_out(tcp, output).await;
-            return Err(end);
-        }
+    if leftover.is_empty() {
+        return Ok(Burst {
+            output,
+            end: None,
+            after_close: None,
+        });
     }
-    write_out(tcp, output).await
+    let mut burst = session.receive(leftover);
+    output.append(&mut burst.output);
+    burst.output = output;
+    Ok(burst)
 }
 
 /// The heartbeat's ping, unless the peer stayed silent since the last one.
-async fn ping(live: &mut Live) -> Result<(), End> {
+async fn ping(live: &mut Live, shared: &Shared) -> Result<(), End> {
     let session = &mut live.session;
     // Two silent intervals mean the peer is gone.
     if !session.heard_since_ping {
@@ -556,7 +934,12 @@ async fn ping(live: &mut Live) -> Result<(), End> {
     let ping = session.send(Message::Ping(Bytes::from_static(b"wscheck")), &mut output);
     session.messages_out -= 1; // pings are not messages
     ping?;
-    write_out(&mut live.tcp, output).await
+    let burst = Burst {
+        output,
+        end: None,
+        after_close: None,
+    };
+    deliver(live, shared, burst).await
 }
 
 #[cfg(test)]
@@ -655,6 +1038,37 @@ mod tests {
         let burst = s.receive(&frame(0x8, true, &[0x03, 0xe8]));
         assert!(matches!(burst.end, Some(End::ClosedByPeer(Some(1000)))));
         assert_eq!(close_code(&burst), 1000, "the close is answered");
+    }
+
+    #[test]
+    fn after_our_close_the_clients_frames_are_followed_to_its_close_reply() {
+        // Oversize (2048 announced, limit 1024): the rest of it is skipped, not parsed.
+        let mut s = session();
+        let mut big = vec![0x82, 0xfe, 0x08, 0x00, 1, 2, 3, 4];
+        big.extend(vec![0x88u8; 100]); // payload bytes that look like close headers
+        let burst = s.receive(&big);
+        let mut scan = burst.after_close.expect("we closed");
+        assert!(!scan.blind && scan.skip == 2048 - 100);
+        assert!(!scan.feed(&[0x88; 1000]), "still inside the oversize frame");
+        let mut rest = vec![0x88u8; 948];
+        rest.extend(frame(0x2, true, b"more"));
+        assert!(!scan.feed(&rest));
+        let close = frame(0x8, true, &[0x03, 0xf1]);
+        assert!(!scan.feed(&close[..1]), "a header split across reads");
+        assert!(scan.feed(&close[1..]));
+
+        // Shutdown: the close reply behind an unfinished frame.
+        let mut scan = CloseScan::default();
+        let data = frame(0x1, true, b"partial");
+        assert!(!scan.feed(&data[..4]));
+        let mut rest = data[4..].to_vec();
+        rest.extend(close);
+        assert!(scan.feed(&rest));
+
+        // After a protocol error the stream cannot be cut into frames: blind.
+        let mut s = session();
+        let burst = s.receive(&[0x81, 0x02, b'h', b'i']);
+        assert!(burst.after_close.expect("we closed").blind);
     }
 
     /// What ten thousand idle sessions cost is mostly their task: tokio stores the future
