@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::plan::{Plan, Planner};
 use crate::probe::tls::TlsSetup;
 use crate::report::Report;
-use crate::router::{CfRouter, RouterConfig};
+use crate::router::{CfRouter, RouterConfig, unused_loopback_port};
 
 /// The demo route, under a domain reserved for testing (RFC 2606 `.test`).
 pub const DEMO_ROUTE: &str = "wscheck-demo.apps.wscheck.test";
@@ -67,7 +67,7 @@ async fn run_until(
 ) -> Result<Report, Error> {
     let app = match scenario {
         // An app that is down is a port nobody listens on, as for a crashed app on CF.
-        Scenario::AppDown => closed_port().await?,
+        Scenario::AppDown => unused_loopback_port()?,
         Scenario::Healthy | Scenario::UpgradeStripped => start_app(shutdown).await?,
     };
     // Stopped when dropped, at the end of this function: after the report is made.
@@ -81,7 +81,7 @@ async fn run_until(
     })
     .await?;
     // Ports 8080 and 4443 lead nowhere, as on CF: a loopback port nobody listens on.
-    let closed = closed_port().await?;
+    let closed = unused_loopback_port()?;
 
     let plan = demo_plan(router.connect_to(DEMO_ROUTE, closed), planner)?;
     let tls = TlsSetup::from_pem(router.ca_pem().as_bytes(), false).map_err(setup)?;
@@ -128,11 +128,6 @@ fn note(scenario: Scenario, ports: &Ports) -> String {
 
 async fn bind_loopback() -> Result<TcpListener, Error> {
     TcpListener::bind("127.0.0.1:0").await.map_err(setup)
-}
-
-/// A loopback port nobody listens on (bound, then let go).
-async fn closed_port() -> Result<SocketAddr, Error> {
-    bind_loopback().await?.local_addr().map_err(setup)
 }
 
 /// The app: the bundled server on its own loopback port, with CF's environment.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::Usage;
+use crate::report::redact::without_userinfo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -385,7 +386,7 @@ pub const DEFAULT_MATRIX: [(Scheme, Option<u16>); 8] = [
 /// Parses `http://[user:pass@]host[:port]` (port 1080 when absent, as curl does).
 pub fn parse_proxy(raw: &str, source: &str) -> Result<Proxy, Usage> {
     let bad = |reason: &str| Usage::InvalidProxy {
-        value: redact_userinfo(raw),
+        value: without_userinfo(raw),
         source_name: source.to_owned(),
         reason: reason.to_owned(),
     };
@@ -420,31 +421,10 @@ pub fn parse_proxy(raw: &str, source: &str) -> Result<Proxy, Usage> {
     })
 }
 
-fn redact_userinfo(raw: &str) -> String {
-    match (raw.find("://"), raw.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}[redacted]@{}", &raw[..s + 3], &raw[at + 1..]),
-        (None, Some(at)) => format!("[redacted]@{}", &raw[at + 1..]),
-        _ => raw.to_owned(),
-    }
-}
-
 fn invalid(input: &str, reason: impl Into<String>) -> Usage {
     Usage::InvalidTarget {
-        input: hide_userinfo(input),
+        input: without_userinfo(input),
         reason: reason.into(),
-    }
-}
-
-/// TARGET as an error message may show it: `user:password@` replaced, so that no
-/// message ever echoes a password.
-fn hide_userinfo(input: &str) -> String {
-    let start = input.find("://").map_or(0, |i| i + 3);
-    let end = input[start..]
-        .find(['/', '?', '#'])
-        .map_or(input.len(), |i| start + i);
-    match input[start..end].rfind('@') {
-        Some(at) => format!("{}[redacted]@{}", &input[..start], &input[start + at + 1..]),
-        None => input.to_owned(),
     }
 }
 

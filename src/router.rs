@@ -52,6 +52,16 @@ pub struct CfRouter {
     shutdown: CancellationToken,
 }
 
+/// A loopback port nobody listens on (bound, then let go): where the ports CF does not route
+/// lead, or a free `$PORT` for an app.
+pub fn unused_loopback_port() -> Result<SocketAddr, Error> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::Setup(format!("no free loopback port: {e}")))?;
+    listener
+        .local_addr()
+        .map_err(|e| Error::Setup(format!("no free loopback port: {e}")))
+}
+
 impl CfRouter {
     /// Makes the certificates, binds 127.0.0.1:0 twice (TLS, plain) and serves until dropped.
     pub async fn start(config: RouterConfig) -> Result<CfRouter, Error> {

@@ -18,6 +18,7 @@ use crate::plan::{
 use crate::preflight::AppPlan;
 use crate::probe::protocol::ProtocolChoice;
 use crate::report::Format;
+use crate::report::redact::shell_quote;
 
 /// What the command line asks for, validated.
 #[derive(Debug, Clone)]
@@ -196,20 +197,8 @@ fn dns_label(name: &str) -> String {
 
 /// The words after `--` as one command for `bash -c`, quoted where the shell would split.
 fn shell_words(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| {
-            if !w.is_empty()
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
-            {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let quoted: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
+    quoted.join(" ")
 }
 
 /// The plan of `wscheck load URL`: the URL alone (as `--only`), with the connection options.

@@ -22,7 +22,7 @@ use process::App;
 /// the command lines a user would type.
 pub async fn run(plan: &AppPlan, planner: Planner) -> Result<AppReport, Error> {
     process::check_dir(&plan.manifest.dir)?;
-    let port = process::free_port()?;
+    let port = crate::router::unused_loopback_port()?.port();
     let mut app = App::start(&plan.manifest, port)?;
     let health = health::run(&mut app, &plan.manifest).await;
     let websocket = if health.exit.is_none() {

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::plan::Planner;
 use crate::probe::tls::TlsSetup;
 use crate::report::Report;
-use crate::router::{CfRouter, RouterConfig};
+use crate::router::{CfRouter, RouterConfig, unused_loopback_port};
 
 /// Probes the app on `$PORT` (`app_port`) and its other ports, and its route.
 pub async fn run(
@@ -84,13 +84,7 @@ async fn through_router(plan: &AppPlan, port: u16, planner: Planner) -> Result<R
         instance_index: 0,
     })
     .await?;
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| Error::Setup(format!("no loopback port: {e}")))?;
-        listener
-            .local_addr()
-            .map_err(|e| Error::Setup(e.to_string()))?
-    };
+    let closed = unused_loopback_port()?;
     let target = format!("{}{}", plan.route_host, plan.path);
     let mut argv = vec![target];
     for rule in router.connect_to(&plan.route_host, closed) {

@@ -217,16 +217,6 @@ pub fn runs_without_exec(command: &str) -> bool {
             .is_some_and(|last| last.trim_start().starts_with("exec "))
 }
 
-/// A free loopback port for the app's `$PORT`.
-pub fn free_port() -> Result<u16, Error> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::Setup(format!("no free port for $PORT: {e}")))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| Error::Setup(e.to_string()))
-}
-
 /// Whether `dir` exists (checked before anything runs).
 pub fn check_dir(dir: &Path) -> Result<(), Error> {
     if dir.is_dir() {

@@ -98,6 +98,13 @@ impl Head {
         })
     }
 
+    /// Whether `bytes` are the start of an HTTP/1.x response head still arriving.
+    pub fn incomplete(bytes: &[u8]) -> bool {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut response = httparse::Response::new(&mut headers);
+        matches!(response.parse(bytes), Ok(httparse::Status::Partial))
+    }
+
     /// The head of a response tungstenite parsed (its reason is the canonical one).
     pub fn from_tungstenite(response: &Response) -> Head {
         let status = response.status();

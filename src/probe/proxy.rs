@@ -7,8 +7,8 @@ use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::answer::{Head, HttpResponse};
 use super::failure::{Failure, FailureKind};
-use super::upgrade::{BODY_LIMIT, HttpResponse};
 use crate::plan::Proxy;
 
 #[derive(Debug)]
@@ -57,7 +57,7 @@ pub async fn tunnel(
 }
 
 /// Reads the proxy's answer to CONNECT: a 2xx opens the tunnel; anything else is kept
-/// whole, with the start of its body.
+/// whole, its body read briefly and decoded as any HTTP answer's (`answer::Head`).
 async fn read_answer(stream: &mut TcpStream) -> Result<(), ProxyFailure> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -72,60 +72,29 @@ async fn read_answer(stream: &mut TcpStream) -> Result<(), ProxyFailure> {
             ));
         }
         buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let status = response.code.unwrap_or_default();
-                if (200..300).contains(&status) {
-                    return Ok(());
-                }
-                let mut answer = HttpResponse {
-                    status,
-                    reason: response.reason.unwrap_or_default().to_owned(),
-                    headers: response
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_owned(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect(),
-                    body: String::new(),
-                };
-                answer.body = read_body(stream, buf[len..].to_vec()).await;
-                return Err(ProxyFailure::Refused(answer));
+        match Head::parse(&buf) {
+            Some(head) if (200..300).contains(&head.status) => return Ok(()),
+            Some(head) => {
+                let mut body = buf[head.len..].to_vec();
+                head.complete_body(stream, &mut body, Duration::from_millis(300))
+                    .await;
+                return Err(ProxyFailure::Refused(head.into_response(&body)));
             }
-            Ok(httparse::Status::Partial) if buf.len() < 64 * 1024 => continue,
-            Ok(httparse::Status::Partial) => {
+            // An HTTP head still arriving.
+            None if buf.len() < 64 * 1024 && Head::incomplete(&buf) => {}
+            None if Head::incomplete(&buf) => {
                 return Err(ProxyFailure::Broken(
                     "the proxy's answer head is too large".to_owned(),
                 ));
             }
-            Err(error) => {
+            None => {
+                let start = String::from_utf8_lossy(&buf[..buf.len().min(40)]).into_owned();
                 return Err(ProxyFailure::Broken(format!(
-                    "the proxy did not answer in HTTP: {error}"
+                    "the proxy did not answer in HTTP: first bytes {start:?}"
                 )));
             }
         }
     }
-}
-
-/// The start of a refusal's body (an error page, short): what is there already or soon.
-async fn read_body(stream: &mut TcpStream, mut body: Vec<u8>) -> String {
-    let mut chunk = [0u8; 1024];
-    let _ = tokio::time::timeout(Duration::from_millis(300), async {
-        while body.len() < BODY_LIMIT {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
-            }
-        }
-    })
-    .await;
-    String::from_utf8_lossy(&body[..body.len().min(BODY_LIMIT)]).into_owned()
 }
 
 /// The stage as a probe runs it: the tunnel, or the failure and the proxy's refusal (kept

@@ -156,7 +156,8 @@ fn looks_like_secret_header(arg: &str) -> bool {
 
 /// `[scheme://]user:pass@host...` with the user information replaced; the `@` stays, so
 /// the reader sees that credentials were given. Only the authority is looked at (up to the
-/// first `/`, `?` or `#`), and not when it holds spaces (a message, not a URL).
+/// first `/`, `?` or `#`). Used for TARGET, proxies and command words alike: a password
+/// before `@` never shows, while a message with spaces and no `user:pass` is left as it is.
 pub fn without_userinfo(text: &str) -> String {
     let start = text.find("://").map_or(0, |i| i + 3);
     let end = text[start..]
@@ -164,15 +165,17 @@ pub fn without_userinfo(text: &str) -> String {
         .map_or(text.len(), |i| start + i);
     let authority = &text[start..end];
     match authority.rfind('@') {
-        Some(at) if !authority.contains(char::is_whitespace) => {
-            format!("{}{REDACTED}@{}", &text[..start], &text[start + at + 1..])
+        // Text with spaces and no `user:pass` shape is a message ("me @ home"), not a URL.
+        Some(at) if authority.contains(char::is_whitespace) && !authority[..at].contains(':') => {
+            text.to_owned()
         }
-        _ => text.to_owned(),
+        Some(at) => format!("{}{REDACTED}@{}", &text[..start], &text[start + at + 1..]),
+        None => text.to_owned(),
     }
 }
 
 /// Quotes a word for a POSIX shell when it needs it (single quotes; `'` as `'\''`).
-fn shell_quote(word: &str) -> String {
+pub fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .bytes()

@@ -261,6 +261,18 @@ fn nginx_config(
     key: &Path,
 ) -> String {
     let d = dir.display();
+    // Snippets every server block shares, made once.
+    let http_to_https = indent(http_to_https(), 8);
+    let before_lookup = indent(&before_lookup(), 12);
+    let unknown_instance = indent(
+        &gorouter_error(
+            400,
+            "unknown_route",
+            Some("no-cache, no-store"),
+            UNKNOWN_INSTANCE,
+        ),
+        16,
+    );
     let mut c = String::new();
     // One process, in the foreground: the harness owns its lifetime.
     let _ = write!(
@@ -362,17 +374,6 @@ http {{
 "#,
         cert = cert.display(),
         key = key.display(),
-        http_to_https = indent(http_to_https(), 8),
-        before_lookup = indent(&before_lookup(), 12),
-        unknown_instance = indent(
-            &gorouter_error(
-                400,
-                "unknown_route",
-                Some("no-cache, no-store"),
-                UNKNOWN_INSTANCE
-            ),
-            16
-        ),
         unknown_route = indent(
             &gorouter_error(
                 404,
@@ -439,17 +440,6 @@ http {{
     }}
 "#,
             host = route.host(),
-            http_to_https = indent(http_to_https(), 8),
-            before_lookup = indent(&before_lookup(), 12),
-            unknown_instance = indent(
-                &gorouter_error(
-                    400,
-                    "unknown_route",
-                    Some("no-cache, no-store"),
-                    UNKNOWN_INSTANCE
-                ),
-                16
-            ),
         );
         for (index, backend) in route.backends.iter().enumerate() {
             let _ = write!(
