@@ -767,3 +767,292 @@ async fn two_instances() -> (Vec<fixtures::Bundled>, Router) {
     .unwrap();
     (apps, router)
 }
+
+// ---- Session affinity (gorouter's sticky sessions) ----
+
+/// A Node app that tells which instance answered (its `X-Cf-Instanceindex`, in the body, on
+/// the 101 as `X-Instance-Index` and as the first WebSocket message) and sets
+/// `JSESSIONID` on `/login` (first of its cookies), `/login-later` (second), `/logout`
+/// (deleting it) and `/own` (next to its own `__VCAP_ID__`).
+const STICKY_APP: &str = "const http = require('http'); const { WebSocketServer } = require('ws'); \
+     const srv = http.createServer((q, s) => { \
+       const i = q.headers['x-cf-instanceindex'] || '?'; \
+       const cookies = { \
+         '/login': ['JSESSIONID=s' + i + '; Path=/; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Max-Age=3600; Secure; SameSite=Lax; Partitioned', 'theme=dark; Path=/'], \
+         '/login-later': ['theme=dark; Path=/', 'JSESSIONID=t' + i + '; Path=/'], \
+         '/logout': ['JSESSIONID=; Path=/; Expires=Thu, 01-Jan-1970 00:00:00 GMT; Max-Age=0; SameSite=strict'], \
+         '/own': ['JSESSIONID=o' + i, '__VCAP_ID__=own'], \
+       }[q.url]; \
+       if (cookies) s.setHeader('Set-Cookie', cookies); \
+       s.setHeader('Content-Type', 'text/plain'); s.end(i); }); \
+     const wss = new WebSocketServer({ server: srv }); \
+     wss.on('headers', (h, q) => h.push('X-Instance-Index: ' + q.headers['x-cf-instanceindex'])); \
+     wss.on('connection', (ws, q) => ws.send(q.headers['x-cf-instanceindex'])); \
+     srv.listen(Number(process.env.PORT), '127.0.0.1');";
+
+const STICKY_HOST: &str = "sticky.apps.wscheck.test";
+
+/// Two instances of `STICKY_APP` behind `sticky.apps.wscheck.test`, and their addresses.
+fn sticky_pair() -> (Vec<wscheck_testkit::ChildGuard>, Vec<SocketAddr>, Router) {
+    let (guards, addrs): (Vec<_>, Vec<_>) =
+        (0..2).map(|_| crate::support::node_app(STICKY_APP)).unzip();
+    let router = Router::start(&[Route::instances("sticky", addrs.clone())]).unwrap();
+    (guards, addrs, router)
+}
+
+/// `GET path` on the sticky route with `Cookie: cookie` (none when empty) and `extra`.
+fn sticky_get(router: &Router, path: &str, cookie: &str, extra: &str) -> Raw {
+    let cookie = if cookie.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {cookie}\r\n")
+    };
+    let answer = raw(
+        router.plain,
+        &get(STICKY_HOST, path, &format!("{cookie}{extra}")),
+    );
+    assert_eq!(
+        answer.status_line(),
+        "HTTP/1.1 200 OK",
+        "{answer:#?}\n{}",
+        router.error_log()
+    );
+    answer
+}
+
+/// The `__VCAP_ID__` Set-Cookie lines of `answer`.
+fn vcap_cookies(answer: &Raw) -> Vec<&str> {
+    answer
+        .headers("set-cookie")
+        .into_iter()
+        .filter(|c| c.starts_with("__VCAP_ID__="))
+        .collect()
+}
+
+/// The instance indexes answering `count` requests with `cookie`.
+fn answered_by(router: &Router, cookie: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|_| sticky_get(router, "/", cookie, "").body)
+        .collect()
+}
+
+/// Round robin: `seen` alternates between the two instances.
+fn assert_alternates(seen: &[String]) {
+    assert!(
+        seen.windows(2).all(|w| w[0] != w[1]) && seen.iter().all(|i| i == "0" || i == "1"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_sessions_pin_jsessionid_requests_to_the_vcap_id_instance() {
+    let (_apps, addrs, router) = sticky_pair();
+
+    // No cookies: balanced, and no __VCAP_ID__ handed out.
+    for _ in 0..4 {
+        assert!(vcap_cookies(&sticky_get(&router, "/", "", "")).is_empty());
+    }
+    assert_alternates(&answered_by(&router, "", 4));
+
+    // The app sets JSESSIONID: the router adds __VCAP_ID__ naming the instance that
+    // answered, after the app's own cookies.
+    let login = sticky_get(&router, "/login", "", "");
+    let index = login.body.clone();
+    let other = if index == "0" { "1" } else { "0" };
+    let guid = instance_guid(index.parse().unwrap());
+    let set_cookies = login.headers("set-cookie");
+    assert_eq!(set_cookies.len(), 3, "{login:#?}");
+    assert!(set_cookies[0].starts_with(&format!("JSESSIONID=s{index};")));
+    assert!(
+        set_cookies[2].starts_with(&format!("__VCAP_ID__={guid}; Path=/")),
+        "{login:#?}"
+    );
+
+    // Both cookies: always that instance (a round robin would alternate), and nothing set.
+    let both = format!("JSESSIONID=s{index}; __VCAP_ID__={guid}");
+    for _ in 0..6 {
+        let answer = sticky_get(&router, "/", &both, "");
+        assert_eq!(answer.body, index, "{answer:#?}");
+        assert!(vcap_cookies(&answer).is_empty(), "{answer:#?}");
+    }
+    // Its host:port works too (gorouter's pool indexes both); the answer re-pins to the guid.
+    let addr = addrs[index.parse::<usize>().unwrap()];
+    let answer = sticky_get(
+        &router,
+        "/",
+        &format!("JSESSIONID=x; __VCAP_ID__={addr}"),
+        "",
+    );
+    assert_eq!(answer.body, index);
+    assert_eq!(
+        vcap_cookies(&answer),
+        [format!("__VCAP_ID__={guid}; Path=/; HttpOnly")]
+    );
+
+    // __VCAP_ID__ alone, or JSESSIONID alone: balanced again.
+    assert_alternates(&answered_by(&router, &format!("__VCAP_ID__={guid}"), 4));
+    assert_alternates(&answered_by(&router, &format!("JSESSIONID=s{index}"), 4));
+    // Cookie names are case-sensitive, as in Go.
+    assert_alternates(&answered_by(
+        &router,
+        &format!("jsessionid=s; __VCAP_ID__={guid}"),
+        4,
+    ));
+
+    // A __VCAP_ID__ naming no instance: balanced, and re-pinned to the one that answered.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let answer = sticky_get(&router, "/", "JSESSIONID=s; __VCAP_ID__=gone", "");
+        let g = instance_guid(answer.body.parse().unwrap());
+        assert_eq!(
+            vcap_cookies(&answer),
+            [format!("__VCAP_ID__={g}; Path=/; HttpOnly")]
+        );
+        seen.push(answer.body);
+    }
+    assert_alternates(&seen);
+
+    // X-Cf-App-Instance wins over the sticky cookies, and re-pins to its instance.
+    let answer = sticky_get(
+        &router,
+        "/",
+        &both,
+        &format!("X-Cf-App-Instance: {APP_GUID}:{other}\r\n"),
+    );
+    assert_eq!(answer.body, other);
+    let other_guid = instance_guid(other.parse().unwrap());
+    assert_eq!(
+        vcap_cookies(&answer),
+        [format!("__VCAP_ID__={other_guid}; Path=/; HttpOnly")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vcap_id_cookie_takes_gorouters_attributes_from_jsessionid() {
+    let (_apps, _addrs, router) = sticky_pair();
+    // Each path on instance 0, then on instance 1 (X-Cf-App-Instance), with the guid.
+    let on = |path: &str| {
+        ["0", "1"].map(|index| {
+            let pick = format!("X-Cf-App-Instance: {APP_GUID}:{index}\r\n");
+            let answer = sticky_get(&router, path, "", &pick);
+            assert_eq!(answer.body, index, "{answer:#?}");
+            (answer, instance_guid(index.parse().unwrap()))
+        })
+    };
+
+    // Expires, Secure, SameSite and Partitioned copied; a positive Max-Age is not.
+    for (answer, guid) in on("/login") {
+        assert_eq!(
+            vcap_cookies(&answer),
+            [format!(
+                "__VCAP_ID__={guid}; Path=/; Expires=Wed, 21 Oct 2037 07:28:00 GMT; HttpOnly; Secure; SameSite=Lax; Partitioned"
+            )],
+            "{answer:#?}"
+        );
+    }
+    // An emptied JSESSIONID that expires now: __VCAP_ID__ goes with it (Max-Age=0, the
+    // Expires date re-written as Go writes it, SameSite's value capitalised).
+    for (answer, guid) in on("/logout") {
+        assert_eq!(
+            vcap_cookies(&answer),
+            [format!(
+                "__VCAP_ID__={guid}; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; SameSite=Strict"
+            )],
+            "{answer:#?}"
+        );
+    }
+    // JSESSIONID after another cookie still counts.
+    for (answer, guid) in on("/login-later") {
+        assert_eq!(answer.headers("set-cookie").len(), 3, "{answer:#?}");
+        assert_eq!(
+            vcap_cookies(&answer),
+            [format!("__VCAP_ID__={guid}; Path=/; HttpOnly")]
+        );
+    }
+    // An app that sets __VCAP_ID__ itself keeps it alone.
+    for (answer, _) in on("/own") {
+        assert_eq!(
+            answer.headers("set-cookie"),
+            [
+                "JSESSIONID=o".to_owned() + &answer.body,
+                "__VCAP_ID__=own".to_owned()
+            ],
+            "{answer:#?}"
+        );
+    }
+
+    // A sticky request whose answer sets JSESSIONID again gets __VCAP_ID__ again.
+    let guid = instance_guid(1);
+    let answer = sticky_get(
+        &router,
+        "/login-later",
+        &format!("JSESSIONID=t1; __VCAP_ID__={guid}"),
+        "",
+    );
+    assert_eq!(answer.body, "1");
+    assert_eq!(
+        vcap_cookies(&answer),
+        [format!("__VCAP_ID__={guid}; Path=/; HttpOnly")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_with_the_sticky_cookies_lands_on_the_vcap_id_instance() {
+    let (_apps, _addrs, router) = sticky_pair();
+    let login = sticky_get(&router, "/login", "", "");
+    let index = login.body.clone();
+    let guid = instance_guid(index.parse().unwrap());
+    let handshake = |cookie: &str| {
+        get(
+            STICKY_HOST,
+            "/",
+            &format!(
+                "Cookie: {cookie}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            ),
+        )
+    };
+
+    // Pinned: every 101 comes from that instance, with no cookie of the router's.
+    let both = format!("JSESSIONID=s{index}; __VCAP_ID__={guid}");
+    for _ in 0..6 {
+        let answer = raw(router.plain, &handshake(&both));
+        assert_eq!(
+            answer.status_line(),
+            "HTTP/1.1 101 Switching Protocols",
+            "{answer:#?}"
+        );
+        assert_eq!(
+            answer.header("x-instance-index"),
+            Some(index.as_str()),
+            "{answer:#?}"
+        );
+        assert!(vcap_cookies(&answer).is_empty(), "{answer:#?}");
+    }
+    // Pinned to no instance: balanced, and the 101 re-pins (gorouter sets it on the 101).
+    let answer = raw(router.plain, &handshake("JSESSIONID=s; __VCAP_ID__=gone"));
+    assert_eq!(
+        answer.status_line(),
+        "HTTP/1.1 101 Switching Protocols",
+        "{answer:#?}"
+    );
+    let g = instance_guid(answer.header("x-instance-index").unwrap().parse().unwrap());
+    assert_eq!(
+        vcap_cookies(&answer),
+        [format!("__VCAP_ID__={g}; Path=/; HttpOnly")]
+    );
+
+    // A real client: the socket is open to that instance.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    for _ in 0..2 {
+        let mut request = format!("ws://{STICKY_HOST}/")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("cookie", both.parse().unwrap());
+        let tcp = tokio::net::TcpStream::connect(router.plain).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+        let first = ws.next().await.unwrap().unwrap();
+        assert_eq!(first.to_text().unwrap(), index);
+    }
+}

@@ -223,6 +223,132 @@ fn http_to_https() -> &'static str {
     "error_page 497 = @http_to_https;\nlocation @http_to_https {\n    return 400 \"Client sent an HTTP request to an HTTPS server.\\n\";\n}\n"
 }
 
+/// gorouter's session affinity, as `http`-level maps (indented for the `http` block).
+///
+/// Request side (handlers/helpers.go `GetStickySession`): the request is sticky when it
+/// carries a `JSESSIONID` cookie (gorouter's default `sticky_session_cookie_names`; any
+/// value, even none) *and* a `__VCAP_ID__` cookie; `$cf_sticky_id` is then the first
+/// `__VCAP_ID__`'s value. Go matches cookie names case-sensitively and splits at `;` only,
+/// hence regexes on `$http_cookie` rather than nginx's `$cookie_*` (case-insensitive, also
+/// splits at `,`).
+///
+/// Response side (proxy/round_tripper/proxy_round_tripper.go `setupStickySession`), used
+/// by the instance servers, which `set $cf_instance_guid`: `$cf_vcap_set_cookie` is
+/// `__VCAP_ID__=<guid>; Path=/; HttpOnly` plus what Go copies from the app's first
+/// `JSESSIONID` Set-Cookie (Expires, Max-Age only when it deletes, Secure, SameSite,
+/// Partitioned), or "" (no header) — set when the app's answer sets `JSESSIONID`, or when
+/// the request was sticky to another (or an unknown) instance; never when the app set
+/// `__VCAP_ID__` itself. `$upstream_http_set_cookie` is the app's first Set-Cookie line on
+/// nginx 1.22 (all of them, joined with ", ", from 1.23), so `$cf_jsessionid_line` cuts the
+/// `JSESSIONID` one out at a ", name=" boundary; `$upstream_cookie_*` (every line, values
+/// only) tells that a later line sets the cookie.
+const STICKY_MAPS: &str = r#"
+    # Session affinity, request side (gorouter's GetStickySession).
+    map $http_cookie $cf_request_jsessionid {
+        "~(?:^|;)[ \t]*JSESSIONID[ \t]*(?:=|;|$)" 1;
+        default 0;
+    }
+    map $http_cookie $cf_request_vcap_id {
+        "~(?:^|;)[ \t]*__VCAP_ID__[ \t]*=(?<cf_rv>[^;]*?)[ \t]*(?:;|$)" $cf_rv;
+        default "";
+    }
+    map "$cf_request_jsessionid$cf_request_vcap_id" $cf_sticky_id {
+        "~^1(?<cf_sid>.+)$" $cf_sid;
+        default "";
+    }
+
+    # Session affinity, response side (gorouter's setupStickySession), in instance servers.
+    map $upstream_http_set_cookie $cf_jsessionid_line {
+        "~(?:^|, )[ \t]*(?<cf_jl>JSESSIONID[ \t]*=.*?)(?:, [^=;, ]+=|$)" $cf_jl;
+        default "";
+    }
+    map "$cf_jsessionid_line|$upstream_cookie_jsessionid" $cf_response_jsessionid {
+        "|" 0;
+        default 1;
+    }
+    map "$upstream_cookie___vcap_id__|$upstream_http_set_cookie" $cf_response_vcap_id {
+        "~^[^|]" 1;
+        "~\|(?:.*, )?[ \t]*__VCAP_ID__[ \t]*=" 1;
+        default 0;
+    }
+    map "$cf_sticky_id|$cf_instance_guid" $cf_sticky_elsewhere {
+        "~^\|" 0;
+        "~^(?<cf_se>[^|]*)\|\k<cf_se>$" 0;
+        default 1;
+    }
+    map $cf_jsessionid_line $cf_vcap_expires {
+        "~;[ \t]*(?i:expires)=(?<cf_ex1>[A-Za-z]{3}, [0-9]{2} [A-Za-z]{3} (?:160[1-9]|16[1-9][0-9]|1[7-9][0-9]{2}|[2-9][0-9]{3}) [0-9]{2}:[0-9]{2}:[0-9]{2}) [A-Z]{3,5}[ \t]*(?:;|$)" "; Expires=${cf_ex1} GMT";
+        "~;[ \t]*(?i:expires)=(?<cf_ex2>[A-Za-z]{3}, [0-9]{2})-(?<cf_ex3>[A-Za-z]{3})-(?<cf_ex4>(?:160[1-9]|16[1-9][0-9]|1[7-9][0-9]{2}|[2-9][0-9]{3}) [0-9]{2}:[0-9]{2}:[0-9]{2}) [A-Z]{3,5}[ \t]*(?:;|$)" "; Expires=${cf_ex2} ${cf_ex3} ${cf_ex4} GMT";
+        default "";
+    }
+    map $cf_jsessionid_line $cf_vcap_max_age {
+        "~;[ \t]*(?i:max-age)=(?:0+|-[0-9]+)[ \t]*(?:;|$)" "; Max-Age=0";
+        default "";
+    }
+    map $cf_jsessionid_line $cf_vcap_secure {
+        "~;[ \t]*(?i:secure)[ \t]*(?:=[^;]*)?(?:;|$)" "; Secure";
+        default "";
+    }
+    map $cf_jsessionid_line $cf_vcap_samesite {
+        "~;[ \t]*(?i:samesite)=(?i:lax)[ \t]*(?:;|$)" "; SameSite=Lax";
+        "~;[ \t]*(?i:samesite)=(?i:strict)[ \t]*(?:;|$)" "; SameSite=Strict";
+        "~;[ \t]*(?i:samesite)=(?i:none)[ \t]*(?:;|$)" "; SameSite=None";
+        default "";
+    }
+    map $cf_jsessionid_line $cf_vcap_partitioned {
+        "~;[ \t]*(?i:partitioned)[ \t]*(?:=[^;]*)?(?:;|$)" "; Partitioned";
+        default "";
+    }
+    map "$cf_response_vcap_id$cf_response_jsessionid$cf_sticky_elsewhere" $cf_vcap_set_cookie {
+        "~^0(?:1.|.1)$" "__VCAP_ID__=${cf_instance_guid}; Path=/${cf_vcap_expires}${cf_vcap_max_age}; HttpOnly${cf_vcap_secure}${cf_vcap_samesite}${cf_vcap_partitioned}";
+        default "";
+    }
+"#;
+
+/// `text` with the characters of a socket address that a PCRE treats specially escaped.
+fn regex_escape(text: &str) -> String {
+    text.chars().fold(String::new(), |mut out, ch| {
+        if matches!(ch, '.' | '[' | ']') {
+            out.push('\\');
+        }
+        out.push(ch);
+        out
+    })
+}
+
+/// The front's per-route map picking the server a request goes to: the instance named by a
+/// valid `X-Cf-App-Instance` (gorouter looks the route up with only that instance in the
+/// pool, so it wins over stickiness), else the sticky instance (`$cf_sticky_id`, an
+/// instance's guid or, as gorouter's pool also indexes them, its `host:port`), else the
+/// round robin (`upstream`); or `invalid` / `unknown` for gorouter's 400s. A sticky request
+/// does not move the round robin on, as in gorouter (route/roundrobin.go `Next`).
+fn target_map(upstream: &str, route: &Route) -> String {
+    let mut m = format!(
+        "    map \"$cf_app_instance:$http_x_cf_app_instance|$cf_sticky_id\" $cf_target_{upstream} {{\n"
+    );
+    for (index, backend) in route.backends.iter().enumerate() {
+        for id in [instance_guid(index), backend.to_string()] {
+            let _ = writeln!(
+                m,
+                "        \"~^none:\\|{}$\" {upstream}_{index};",
+                regex_escape(&id)
+            );
+        }
+    }
+    let _ = writeln!(
+        m,
+        "        \"~^none:\" {upstream};\n        \"~^invalid:\" invalid;"
+    );
+    for index in 0..route.backends.len() {
+        let _ = writeln!(
+            m,
+            "        \"~^valid:{APP_GUID}:{index}\\|\" {upstream}_{index};"
+        );
+    }
+    m.push_str("        default unknown;\n    }\n");
+    m
+}
+
 /// The configuration of the stand-in router.
 ///
 /// Two layers of nginx, so that the app sees which instance it is:
@@ -234,6 +360,13 @@ fn http_to_https() -> &'static str {
 ///   the front balances round robin (or picks by `X-Cf-App-Instance`). It knows its own
 ///   index, so it adds `X-Cf-Applicationid`, `X-Cf-Instanceid` and `X-Cf-Instanceindex`,
 ///   dials the app, and answers gorouter's 502 `endpoint_failure` when the app refuses.
+///
+/// Session affinity as gorouter's (`STICKY_MAPS`, `target_map`): a request carrying the
+/// `JSESSIONID` and `__VCAP_ID__` cookies goes to the instance whose guid (`instance_guid`)
+/// the latter names, unless `X-Cf-App-Instance` names one; an answer that sets `JSESSIONID`,
+/// or that comes from another instance than the request's `__VCAP_ID__` named, gets
+/// `Set-Cookie: __VCAP_ID__=<guid>; Path=/; HttpOnly` (plus JSESSIONID's Expires, deleting
+/// Max-Age, Secure, SameSite, Partitioned), on the 101 of a WebSocket upgrade too.
 ///
 /// A single nginx `upstream` cannot tell the request which server it chose (`$upstream_addr`
 /// is known only after the request headers were built), hence the second layer.
@@ -251,6 +384,17 @@ fn http_to_https() -> &'static str {
 ///   accepts and closes without answering also gets the "connection refused" one, and one
 ///   that does not answer within the idle timeout the "i/o timeout" one;
 /// - only the first `Connection` header line is read (nginx 1.22's `$http_connection`);
+/// - sticky sessions: on nginx 1.22 `$upstream_http_set_cookie` is the app's first
+///   Set-Cookie line, so `__VCAP_ID__` copies JSESSIONID's attributes only when JSESSIONID is
+///   the first cookie the app sets (a later one gets `Path=/; HttpOnly` alone, and a later
+///   one with an empty value, as when it is deleted, is not seen); a later line's cookie
+///   name is matched case-insensitively (`$upstream_cookie_*`); an Expires date is copied
+///   as written (Go re-computes the weekday, checks the ranges and takes any zone as GMT);
+///   cookie values are not unquoted nor checked for Go's invalid bytes; the sticky names
+///   are gorouter's defaults only (`JSESSIONID`, `secure_cookies: false`, no
+///   `sticky_sessions_for_auth_negotiate`), and `Path` is always `/` (routes have no path);
+///   a sticky request to a dead instance gets the 502, where gorouter retries on another
+///   instance and answers with that one's `__VCAP_ID__`;
 /// - the TLS listener offers no HTTP/2 (gorouter negotiates `h2` when offered).
 fn nginx_config(
     dir: &Path,
@@ -361,11 +505,13 @@ http {{
         "~^([^:]*):([0-9]*)$" $2;
         default "";
     }}
-
+{sticky}
     # An unmapped host gets gorouter's answer.
     server {{
         listen {tls} ssl default_server;
         listen {plain} default_server;
+        # Declares the variable the instance servers set (there may be none).
+        set $cf_instance_guid "";
 {http_to_https}        location / {{
 {before_lookup}            if ($cf_app_instance = valid) {{
 {unknown_instance}            }}
@@ -374,6 +520,7 @@ http {{
 "#,
         cert = cert.display(),
         key = key.display(),
+        sticky = STICKY_MAPS,
         unknown_route = indent(
             &gorouter_error(
                 404,
@@ -400,19 +547,7 @@ http {{
             let _ = writeln!(c, "        server unix:{d}/i{r}-{index}.sock max_fails=0;");
         }
         let _ = writeln!(c, "    }}");
-        // Which instance server a request goes to: the round robin, the one named by
-        // X-Cf-App-Instance, or an error answer.
-        let _ = writeln!(
-            c,
-            "    map \"$cf_app_instance:$http_x_cf_app_instance\" $cf_target_{upstream} {{\n        \"~^none:\" {upstream};\n        \"~^invalid:\" invalid;"
-        );
-        for index in 0..route.backends.len() {
-            let _ = writeln!(
-                c,
-                "        \"~^valid:{APP_GUID}:{index}$\" {upstream}_{index};"
-            );
-        }
-        let _ = writeln!(c, "        default unknown;\n    }}");
+        c.push_str(&target_map(&upstream, route));
         let _ = write!(
             c,
             r#"    server {{
@@ -447,6 +582,7 @@ http {{
                 r#"    upstream {upstream}_{index} {{ server unix:{d}/i{r}-{index}.sock max_fails=0; }}
     server {{
         listen unix:{d}/i{r}-{index}.sock;
+        set $cf_instance_guid {guid};
         location / {{
             proxy_pass http://{backend};
             proxy_next_upstream off;
@@ -460,6 +596,7 @@ http {{
             proxy_read_timeout {idle};
             proxy_send_timeout {idle};
             proxy_buffering off;
+            add_header Set-Cookie $cf_vcap_set_cookie always;
             error_page 502 = @endpoint_refused;
             error_page 504 = @endpoint_timeout;
         }}
