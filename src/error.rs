@@ -30,6 +30,8 @@ pub enum Usage {
     InvalidTarget { input: String, reason: String },
     #[error("invalid --header {0:?}: expected 'Name: value'")]
     InvalidHeader(String),
+    #[error("invalid --stomp-header {0:?}: expected NAME:VALUE without line breaks")]
+    InvalidStompHeader(String),
     #[error("invalid --ports item {0:?}: expected a port 1-65535 or 'default'")]
     InvalidPort(String),
     #[error("invalid --connect-to {0:?}: expected HOST1:PORT1:HOST2:PORT2 (parts may be empty)")]

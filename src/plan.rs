@@ -208,6 +208,8 @@ pub struct Deep {
     pub sizes: Vec<usize>,
     pub count: Option<u32>,
     pub connections: Option<u32>,
+    /// Engine.IO long-polling sessions across instances (`--polling`).
+    pub polling: bool,
 }
 
 impl Deep {
@@ -216,6 +218,7 @@ impl Deep {
             || !self.sizes.is_empty()
             || self.count.is_some()
             || self.connections.is_some()
+            || self.polling
     }
 }
 
@@ -239,6 +242,8 @@ pub struct Plan {
     pub echo: bool,
     /// What to speak after the upgrade (`--protocol`).
     pub protocol: crate::probe::protocol::ProtocolChoice,
+    /// Headers for STOMP's CONNECT (`--stomp-header`), in order.
+    pub stomp_headers: Vec<(String, String)>,
     pub allow_plaintext_credentials: bool,
     pub deep: Deep,
     pub proxies: Proxies,
@@ -248,7 +253,9 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// What a browser on the route's own page sends: `http://<host>` for a `ws://`
-    /// candidate, `https://<host>` for a `wss://` one.
+    /// candidate, `https://<host>` for a `wss://` one; with the port when the URL names
+    /// one that is not the scheme's own (a page served from `localhost:5000` sends it, and
+    /// same-origin checks such as python-socketio's compare it with Host).
     Default,
     /// `--origin`, sent on every candidate.
     Given(String),
@@ -283,7 +290,13 @@ impl Plan {
                 } else {
                     "http"
                 };
-                Some(format!("{scheme}://{}", self.target.host))
+                let named_port = matches!(self.target.given, Some((_, Some(_))));
+                let host = if named_port {
+                    &candidate.host_header
+                } else {
+                    &self.target.host
+                };
+                Some(format!("{scheme}://{host}"))
             }
             Origin::Given(origin) => Some(origin.clone()),
             Origin::None => None,
@@ -597,6 +610,21 @@ pub fn parse_header(raw: &str) -> Result<(String, String), Usage> {
         return Err(shown());
     }
     Ok((name.to_owned(), value.trim().to_owned()))
+}
+
+/// A `--stomp-header NAME:VALUE`: a STOMP header line (no colon in the name, no line
+/// break or NUL anywhere). The message names the header, never its value.
+pub fn parse_stomp_header(raw: &str) -> Result<(String, String), Usage> {
+    let shown = || {
+        let name = raw.split(':').next().unwrap_or_default();
+        Usage::InvalidStompHeader(format!("{name}:…"))
+    };
+    let (name, value) = raw.split_once(':').ok_or_else(shown)?;
+    let bad = |s: &str| s.contains(['\r', '\n', '\0']);
+    if name.is_empty() || bad(name) || bad(value) {
+        return Err(shown());
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// Splits `a:b:c` on colons outside `[...]`.

@@ -150,6 +150,10 @@ pub enum ProtocolArg {
     Socketio,
     /// GraphQL over WebSocket (graphql-transport-ws, legacy graphql-ws): connection_init.
     Graphql,
+    /// STOMP 1.2/1.1/1.0 (RabbitMQ Web-STOMP, Spring): CONNECT, then CONNECTED or ERROR.
+    Stomp,
+    /// SockJS: GET <path>/info, then its WebSocket transport and the `o` frame.
+    Sockjs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
@@ -190,11 +194,17 @@ pub struct CheckArgs {
     #[arg(long, conflicts_with = "message")]
     pub no_echo: bool,
     /// What to speak after the upgrade: `auto` detects socket.io by its path
-    /// (`/socket.io/`) or its first frame, GraphQL by its path (`/graphql`,
-    /// `/subscriptions`, then offering its subprotocols) or the subprotocol picked, and
+    /// (`/socket.io/`, tried on a bare route whose upgrade fails) or its first frame,
+    /// GraphQL by its path (`/graphql`, `/subscriptions`, then offering its subprotocols),
+    /// STOMP by a path segment naming it, GraphQL or STOMP by the subprotocol picked,
+    /// SockJS by its greeting at the path, a STOMP broker by its silence to the echo, and
     /// echoes otherwise; `raw` only echoes.
     #[arg(long, value_enum, default_value_t = ProtocolArg::Auto, value_name = "PROTOCOL")]
     pub protocol: ProtocolArg,
+    /// A header for STOMP's CONNECT frame (repeatable), e.g. 'host:/' (RabbitMQ's virtual
+    /// host), 'login:guest', 'passcode:...' (never shown in the report).
+    #[arg(long = "stomp-header", value_name = "NAME:VALUE")]
+    pub stomp_headers: Vec<String>,
     /// Report format.
     #[arg(long, value_enum, default_value_t = FormatArg::Table, value_name = "FORMAT")]
     pub format: FormatArg,
@@ -220,9 +230,14 @@ pub struct CheckArgs {
     /// Deep check: this many round trips over one connection; min / median / p99 / max.
     #[arg(long, value_name = "N", help_heading = "Deep checks")]
     pub count: Option<u32>,
-    /// Deep check: open this many connections and report which app instances answered.
+    /// Deep check: open this many connections and report which app instances answered; on
+    /// a socket.io URL, also run as many long-polling sessions (see --polling).
     #[arg(long, value_name = "N", help_heading = "Deep checks")]
     pub connections: Option<u32>,
+    /// Deep check: open socket.io (Engine.IO) long-polling sessions, each request on a new
+    /// connection, and report sessions lost between instances (sticky sessions needed).
+    #[arg(long, help_heading = "Deep checks")]
+    pub polling: bool,
     /// Probe every route of this file (one a line; blank lines and # comments ignored), a
     /// few at a time; one summary table, then the details of the failing routes.
     #[arg(long, value_name = "FILE", conflicts_with = "target")]

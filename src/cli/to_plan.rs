@@ -13,7 +13,8 @@ use crate::error::{Error, Usage};
 use crate::load::{LoadSettings, MAX_IN_FLIGHT, MIN_SIZE};
 use crate::plan::{
     Candidate, DEFAULT_MATRIX, Deep, EnvProxy, Origin, Plan, Proxies, Scheme, Target,
-    parse_connect_to, parse_header, parse_port_item, parse_proxy, parse_resolve, parse_target,
+    parse_connect_to, parse_header, parse_port_item, parse_proxy, parse_resolve,
+    parse_stomp_header, parse_target,
 };
 use crate::preflight::AppPlan;
 use crate::probe::protocol::ProtocolChoice;
@@ -129,7 +130,14 @@ pub fn check_plan(args: &CheckArgs, env: &EnvProxy) -> Result<Plan, Usage> {
         ProtocolArg::Raw => ProtocolChoice::Raw,
         ProtocolArg::Socketio => ProtocolChoice::SocketIo,
         ProtocolArg::Graphql => ProtocolChoice::Graphql,
+        ProtocolArg::Stomp => ProtocolChoice::Stomp,
+        ProtocolArg::Sockjs => ProtocolChoice::Sockjs,
     };
+    plan.stomp_headers = args
+        .stomp_headers
+        .iter()
+        .map(|h| parse_stomp_header(h))
+        .collect::<Result<_, _>>()?;
     plan.deep = deep(args)?;
     Ok(plan)
 }
@@ -347,6 +355,7 @@ fn connection(
         message: None,
         echo: true,
         protocol: ProtocolChoice::Auto,
+        stomp_headers: Vec::new(),
         allow_plaintext_credentials: conn.allow_plaintext_credentials,
         deep: Deep::default(),
         proxies: proxies(conn, env)?,
@@ -456,6 +465,7 @@ fn deep(args: &CheckArgs) -> Result<Deep, Usage> {
         sizes,
         count: args.count,
         connections: args.connections,
+        polling: args.polling,
     })
 }
 

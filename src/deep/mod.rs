@@ -1,7 +1,10 @@
 //! Deep checks over the recommended URL, after the matrix: idle survival (`--hold`),
 //! message sizes (`--sizes`), latency (`--count`) and instances (`--connections`). Each
 //! opens its own connections with the probe's staged machinery and returns data; findings
-//! (`idle_timeout`, `message_too_large`) come from the pure `findings`.
+//! (`idle_timeout`, `message_too_large`, `sticky_session_required`) come from the pure
+//! `findings`. Long-polling sessions (`--polling`) live in `polling`.
+
+pub mod polling;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -25,6 +28,8 @@ pub struct DeepReport {
     pub sizes: Option<SizesResult>,
     pub latency: Option<LatencyResult>,
     pub instances: Option<InstancesResult>,
+    /// Engine.IO long-polling sessions (`--polling`, or `--connections` on a socket.io URL).
+    pub polling: Option<polling::PollingResult>,
     pub findings: Vec<Finding>,
 }
 
@@ -168,13 +173,27 @@ pub async fn run(plan: &Plan, tls: &TlsSetup, candidate: &Candidate) -> DeepRepo
             None => None,
         }
     };
-    let (hold, sizes, latency, instances) = tokio::join!(hold, sizes, latency, instances);
+    let polling = async {
+        let socketio = plan.target.path.contains("/socket.io/");
+        let sessions = match (deep.polling, deep.connections) {
+            (true, n) => Some(n.unwrap_or(polling::DEFAULT_SESSIONS)),
+            (false, Some(n)) if socketio => Some(n),
+            _ => None,
+        };
+        match sessions {
+            Some(n) => Some(polling::run(plan, tls, candidate, n).await),
+            None => None,
+        }
+    };
+    let (hold, sizes, latency, instances, polling) =
+        tokio::join!(hold, sizes, latency, instances, polling);
     let mut report = DeepReport {
         url: candidate.url.clone(),
         hold,
         sizes,
         latency,
         instances,
+        polling,
         findings: Vec::new(),
     };
     report.findings = findings(&report);
@@ -226,7 +245,26 @@ pub fn findings(report: &DeepReport) -> Vec<Finding> {
             ));
         }
     }
+    if let Some(polled) = report.polling.as_ref().filter(|p| p.lost > 0) {
+        out.push(Finding::new(
+            Code::StickySessionRequired,
+            sticky_detail(polled),
+        ));
+    }
     out
+}
+
+/// Which sessions broke, and whether the app set the cookie gorouter sticks by.
+fn sticky_detail(polled: &polling::PollingResult) -> String {
+    let cookie = if polled.cookies.iter().any(|c| c == "JSESSIONID") {
+        "the app sets JSESSIONID, yet requests were not kept on one instance"
+    } else {
+        "the app sets no JSESSIONID cookie, so gorouter does not keep a client on one instance"
+    };
+    format!(
+        "{} of {} long-polling sessions ({}) were lost: a follow-up request got 400 \"Session ID unknown\" from another instance; {cookie}",
+        polled.lost, polled.sessions, polled.path
+    )
 }
 
 /// Opens `candidate` at `path` and runs `then` on the socket; a failure to open comes back
@@ -652,9 +690,24 @@ mod tests {
             }),
             latency: None,
             instances: None,
+            polling: Some(polling::PollingResult {
+                path: "/socket.io/?EIO=4&transport=polling".into(),
+                sessions: 6,
+                completed: 0,
+                lost: 6,
+                cookies: vec!["io".into()],
+                error: None,
+            }),
             findings: vec![],
         };
         let found = findings(&report);
+        assert_eq!(found[2].code, Code::StickySessionRequired);
+        assert!(
+            found[2].detail.starts_with("6 of 6 long-polling sessions")
+                && found[2].detail.contains("sets no JSESSIONID"),
+            "{}",
+            found[2].detail
+        );
         assert_eq!(found[0].code, Code::IdleTimeout);
         assert!(
             found[0].detail.contains("cut after 60.1 s idle (eof)")

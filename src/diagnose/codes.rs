@@ -56,6 +56,11 @@ pub enum Code {
     SocketioTransportMissing,
     GraphqlRejected,
     ProtocolHandshakeFailed,
+    SocketioPath,
+    SocketioVersionMismatch,
+    StompError,
+    SockjsWebsocketDisabled,
+    StickySessionRequired,
     AppBoundLoopback,
     AppWrongPort,
     WebsocketOnOtherPort,
@@ -72,7 +77,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 61] = [
+    pub const ALL: [Code; 66] = [
         Code::Ok,
         Code::OkUnverifiedEcho,
         Code::OkProtocol,
@@ -121,6 +126,11 @@ impl Code {
         Code::SocketioTransportMissing,
         Code::GraphqlRejected,
         Code::ProtocolHandshakeFailed,
+        Code::SocketioPath,
+        Code::SocketioVersionMismatch,
+        Code::StompError,
+        Code::SockjsWebsocketDisabled,
+        Code::StickySessionRequired,
         Code::AppBoundLoopback,
         Code::AppWrongPort,
         Code::WebsocketOnOtherPort,
@@ -186,6 +196,11 @@ impl Code {
             Code::SocketioTransportMissing => "socketio_transport_missing",
             Code::GraphqlRejected => "graphql_rejected",
             Code::ProtocolHandshakeFailed => "protocol_handshake_failed",
+            Code::SocketioPath => "socketio_path",
+            Code::SocketioVersionMismatch => "socketio_version_mismatch",
+            Code::StompError => "stomp_error",
+            Code::SockjsWebsocketDisabled => "sockjs_websocket_disabled",
+            Code::StickySessionRequired => "sticky_session_required",
             Code::AppBoundLoopback => "app_bound_loopback",
             Code::AppWrongPort => "app_wrong_port",
             Code::WebsocketOnOtherPort => "websocket_on_other_port",
@@ -203,7 +218,10 @@ impl Code {
     }
 
     pub fn is_ok(self) -> bool {
-        matches!(self, Code::Ok | Code::OkUnverifiedEcho | Code::OkProtocol)
+        matches!(
+            self,
+            Code::Ok | Code::OkUnverifiedEcho | Code::OkProtocol | Code::SocketioPath
+        )
     }
 
     /// What happened, in one line.
@@ -327,6 +345,21 @@ impl Code {
             Code::ProtocolHandshakeFailed => {
                 "The WebSocket opened, but the application protocol's opening did not complete."
             }
+            Code::SocketioPath => {
+                "The app is a socket.io server: the route's root refuses a WebSocket, and /socket.io/ completes socket.io's handshake."
+            }
+            Code::SocketioVersionMismatch => {
+                "The socket.io client and server speak different Engine.IO versions (EIO 3 is socket.io 2.x, EIO 4 is socket.io 3 and 4)."
+            }
+            Code::StompError => {
+                "The STOMP broker answered CONNECT with an ERROR frame (credentials, virtual host or protocol version)."
+            }
+            Code::SockjsWebsocketDisabled => {
+                "The SockJS server has its websocket transport turned off (/info says websocket: false): clients fall back to HTTP streaming and polling."
+            }
+            Code::StickySessionRequired => {
+                "Long-polling sessions break across the app's instances: a follow-up request of a session reached an instance that does not know it."
+            }
             Code::AppBoundLoopback => {
                 "The app listens on 127.0.0.1 (loopback) only: CF's health check and gorouter reach an instance on its container address, so it is never healthy."
             }
@@ -439,7 +472,7 @@ impl Code {
                 "Set \"websockets\": {\"enabled\": true} in the approuter's xs-app.json and push it again."
             }
             Code::OriginRejected => {
-                "Send an Origin the server allows (--origin), or allow this origin on the server (approuter: WS_ALLOWED_ORIGINS)."
+                "Send an Origin the server allows (--origin), or allow this origin on the server (approuter: WS_ALLOWED_ORIGINS; Flask-SocketIO and python-socketio: cors_allowed_origins)."
             }
             Code::AuthRequired => {
                 "Log in first and pass the session or token (-H 'Cookie: JSESSIONID=...' or -H 'Authorization: Bearer ...'); the approuter needs its session cookie."
@@ -506,6 +539,21 @@ impl Code {
             }
             Code::SocketioTransportMissing => {
                 "Connect WebSocket clients to /socket.io/?EIO=4&transport=websocket (socket.io clients do this themselves; set `transports: ['websocket']` to skip long-polling)."
+            }
+            Code::SocketioPath => {
+                "socket.io clients find /socket.io/ themselves (io('https://ROUTE')); a plain WebSocket client must connect to wss://ROUTE/socket.io/?EIO=4&transport=websocket, or to the `path` set in `new Server(http, { path })`."
+            }
+            Code::SocketioVersionMismatch => {
+                "Use matching major versions: socket.io 4 on both sides, or, while socket.io 2.x clients remain, `new Server(http, { allowEIO3: true })` on the v4 server (python-socketio 5 / Flask-SocketIO 5 speak EIO 4 only)."
+            }
+            Code::StompError => {
+                "See the message in the detail: an access refusal wants the broker's credentials (--stomp-header login:USER --stomp-header passcode:SECRET), a virtual host denial the right vhost in the host header (RabbitMQ: --stomp-header host:/); Spring's broker relay sends its own systemLogin and virtualHost."
+            }
+            Code::SockjsWebsocketDisabled => {
+                "Turn the transport on: sockjs-node `sockjs.createServer({ websocket: true })` (its default), Spring `.withSockJS().setWebSocketEnabled(true)`; gorouter carries WebSockets, and the HTTP fallback needs sticky sessions once the app has several instances."
+            }
+            Code::StickySessionRequired => {
+                "Keep a session on one instance: have the app set a JSESSIONID cookie (socket.io `new Server(http, { cookie: { name: 'JSESSIONID' } })`), so gorouter adds __VCAP_ID__ and sends the session's requests to its instance; or skip long-polling in the client (`io(url, { transports: ['websocket'] })`)."
             }
             Code::ProtocolHandshakeFailed => {
                 "The detail says where the opening stopped; check that the client speaks the server's protocol and version (socket.io v2 clients need `allowEIO3: true` on a v4 server)."

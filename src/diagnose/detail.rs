@@ -102,6 +102,13 @@ fn meaning(result: &ProbeResult, code: Code) -> Vec<String> {
         }],
         Code::Ok | Code::OkUnverifiedEcho => opened(result),
         Code::OkProtocol => result.protocol.as_ref().map(protocol_opened).into_iter().collect(),
+        Code::SocketioPath => {
+            let mut parts: Vec<String> = result.protocol.iter().map(protocol_opened).collect();
+            parts.push(
+                "the route's root refused the WebSocket; /socket.io/?EIO=4&transport=websocket completed it".to_owned(),
+            );
+            parts
+        }
         Code::AppUnreachable => endpoint_failure(result).into_iter().collect(),
         Code::ClosedDuringEcho => close(result).into_iter().collect(),
         _ => Vec::new(),
@@ -208,17 +215,40 @@ fn names_a_subprotocol(reason: &str) -> bool {
 /// A protocol's opening, as it went: `socket.io handshake completed (sid ..., namespace /
 /// connected; EIO4, pingInterval 25000 ms + pingTimeout 20000 ms)`.
 fn protocol_opened(info: &crate::probe::protocol::ProtocolInfo) -> String {
-    if info.name == "graphql" {
-        return format!(
-            "GraphQL over WebSocket handshake completed ({}: connection_init answered with connection_ack)",
-            info.version.as_deref().unwrap_or("no subprotocol")
-        );
-    }
     let said = |key: &str| {
         info.said
             .get(key)
             .map(|v| v.to_string().trim_matches('"').to_owned())
     };
+    match info.name {
+        "graphql" => {
+            return format!(
+                "GraphQL over WebSocket handshake completed ({}: connection_init answered with connection_ack)",
+                info.version.as_deref().unwrap_or("no subprotocol")
+            );
+        }
+        "stomp" => {
+            return format!(
+                "STOMP CONNECTED (version {}, server {}, heart-beat {})",
+                info.version.as_deref().unwrap_or("?"),
+                said("server").unwrap_or_else(|| "not named".to_owned()),
+                said("heart_beat").unwrap_or_else(|| "0,0".to_owned())
+            );
+        }
+        "sockjs" => {
+            let echo = if said("echo").as_deref() == Some("true") {
+                "the echo came back through SockJS's framing"
+            } else {
+                "no echo (the app need not echo)"
+            };
+            return format!(
+                "SockJS session opened (websocket transport enabled, cookie_needed {}; o frame at {}; {echo})",
+                said("cookie_needed").unwrap_or_else(|| "?".to_owned()),
+                said("session_path").unwrap_or_default()
+            );
+        }
+        _ => {}
+    }
     let mut text = format!(
         "{} handshake completed (sid {}, namespace / connected",
         info.name,
@@ -231,5 +261,27 @@ fn protocol_opened(info: &crate::probe::protocol::ProtocolInfo) -> String {
         ));
     }
     text.push(')');
+    if let Some(interval) = said("ping_interval_ms").and_then(|i| i.parse::<u64>().ok()) {
+        text.push_str(&ping_against_idle_cutoff(interval));
+    }
     text
+}
+
+/// The idle cut-off a WebSocket on CF usually meets first: a load balancer's in front of
+/// gorouter (AWS ELB/ALB: 60 s); gorouter itself sets none.
+const KNOWN_IDLE_CUTOFF_MS: u64 = 60_000;
+
+/// Whether the server's pings come often enough to keep a connection through that cut-off.
+fn ping_against_idle_cutoff(interval_ms: u64) -> String {
+    if interval_ms < KNOWN_IDLE_CUTOFF_MS {
+        format!(
+            "; its pings every {} s keep connections alive through a 60 s load balancer idle cut-off (measure yours with --hold)",
+            interval_ms / 1000
+        )
+    } else {
+        format!(
+            "; its pings every {} s come too late for a 60 s load balancer idle cut-off: set pingInterval below it (e.g. 25000)",
+            interval_ms / 1000
+        )
+    }
 }

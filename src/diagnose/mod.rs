@@ -32,6 +32,7 @@ pub struct Diagnosis {
 pub fn diagnose(result: &ProbeResult) -> Diagnosis {
     let code = match &result.failure {
         None if result.echo_verified() => Code::Ok,
+        None if moved_to_socketio_path(result) => Code::SocketioPath,
         None if result.protocol.is_some() => Code::OkProtocol,
         None => Code::OkUnverifiedEcho,
         Some(failure) => match failure.kind {
@@ -62,9 +63,12 @@ pub fn diagnose(result: &ProbeResult) -> Diagnosis {
             FailureKind::EchoClosed => Code::ClosedDuringEcho,
             FailureKind::ProtocolRefused => match result.protocol.as_ref().map(|p| p.name) {
                 Some("graphql") => Code::GraphqlRejected,
+                Some("stomp") => Code::StompError,
+                Some("sockjs") => Code::SockjsWebsocketDisabled,
                 _ => Code::SocketioNamespaceRefused,
             },
             FailureKind::ProtocolFailed => Code::ProtocolHandshakeFailed,
+            FailureKind::ProtocolMismatch => Code::SocketioVersionMismatch,
         },
     };
     Diagnosis {
@@ -74,6 +78,15 @@ pub fn diagnose(result: &ProbeResult) -> Diagnosis {
         detail: detail(result, code),
         answered_by: answered_by(result),
     }
+}
+
+/// socket.io answered at its default path after the bare route refused (`auto`'s second
+/// look).
+fn moved_to_socketio_path(result: &ProbeResult) -> bool {
+    result
+        .protocol
+        .as_ref()
+        .is_some_and(|p| p.name == "socket.io" && p.said.contains_key("path"))
 }
 
 /// Connections that could not open, counted by diagnosis code.
@@ -421,8 +434,17 @@ mod tests {
         assert!(d.code.is_ok());
         assert_eq!(
             d.detail,
-            "socket.io handshake completed (sid abc, namespace / connected; EIO4, pingInterval 25000 ms + pingTimeout 20000 ms)"
+            "socket.io handshake completed (sid abc, namespace / connected; EIO4, pingInterval 25000 ms + pingTimeout 20000 ms); its pings every 25 s keep connections alive through a 60 s load balancer idle cut-off (measure yours with --hold)"
         );
+        let mut slow = info.clone();
+        slow.said.insert("ping_interval_ms".into(), 90_000.into());
+        opened.protocol = Some(slow);
+        assert!(
+            diagnose(&opened)
+                .detail
+                .ends_with("its pings every 90 s come too late for a 60 s load balancer idle cut-off: set pingInterval below it (e.g. 25000)")
+        );
+        opened.protocol = Some(info.clone());
         let mut said_no = result(Some(FailureKind::ProtocolRefused), None);
         said_no.protocol = Some(info);
         assert_eq!(diagnose(&said_no).code, Code::SocketioNamespaceRefused);

@@ -122,6 +122,10 @@ pub(super) fn classify_status(result: &ProbeResult) -> Code {
         426 => Code::UpgradeHeaderStripped,
         // engine.io's answer to a WebSocket URL without transport=websocket.
         400 if contains_ci(body, "transport unknown") => Code::SocketioTransportMissing,
+        // engine.io 6 without allowEIO3, asked for EIO=3 (written after its 101).
+        400 if contains_ci(body, "unsupported protocol version") => Code::SocketioVersionMismatch,
+        // python-socketio (Flask-SocketIO) and its cors_allowed_origins.
+        400 if contains_ci(body, "not an accepted origin") => Code::OriginRejected,
         // nginx's and Go's (gorouter's) answers to plain HTTP on a TLS port.
         400 if contains_ci(body, "plain http request was sent to https port")
             || contains_ci(body, "client sent an http request to an https server") =>

@@ -47,6 +47,8 @@ pub enum FailureKind {
     ProtocolRefused,
     /// The application protocol's opening did not complete (closed, malformed, timed out).
     ProtocolFailed,
+    /// The server speaks another version of the protocol than the client asks for.
+    ProtocolMismatch,
 }
 
 #[derive(Debug, Clone, Serialize)]

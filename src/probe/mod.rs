@@ -4,14 +4,18 @@
 //! an `Err`.
 
 pub mod answer;
+mod detect;
 pub mod dns;
 pub mod echo;
 pub mod failure;
 pub mod graphql;
+pub mod http;
 pub mod protocol;
 pub mod proxy;
 pub mod result;
 pub mod socketio;
+pub mod sockjs;
+pub mod stomp;
 pub mod tcp;
 pub mod tls;
 pub mod upgrade;
@@ -28,6 +32,7 @@ use tokio_util::either::Either;
 use wscheck_server::info::Info;
 
 use crate::plan::{Candidate, Plan};
+use answer::{Head, HttpResponse};
 pub use echo::PeerKind;
 use echo::{EchoOutcome, new_nonce};
 pub use failure::{Failure, FailureKind};
@@ -49,18 +54,19 @@ fn budget(stage: Duration, deadline: Instant) -> Duration {
     stage.min(deadline.saturating_duration_since(Instant::now()))
 }
 
-/// Runs stages 1 to 4 for `candidate` at `path`, then `then` on the open WebSocket (the
-/// socket stays borrowed so that a refusal's body can still be read from it). On failure
-/// `result` says where and why, and `None` is returned.
-pub(crate) async fn open<R>(
+/// The stream after stages 1 to 3 (DNS, TCP, proxy, TLS) and the log of its first TCP
+/// bytes.
+pub(crate) type Connected = (Either<Recorded<TcpStream>, tls::Tls>, WireLog);
+
+/// Runs stages 1 to 3 for `candidate`. On failure `result` says where and why, and `None`
+/// is returned.
+pub(crate) async fn connect(
     plan: &Plan,
     tls_setup: &TlsSetup,
     candidate: &Candidate,
-    path: &str,
     result: &mut ProbeResult,
     deadline: Instant,
-    then: impl AsyncFnOnce(&mut Ws<'_>, &mut ProbeResult) -> R,
-) -> Option<R> {
+) -> Option<Connected> {
     let route = plan.route(candidate);
     let proxy = plan.proxy_for(candidate);
     result.route = RouteInfo::planned(&route, proxy);
@@ -96,6 +102,22 @@ pub(crate) async fn open<R>(
     } else {
         Either::Left(tcp)
     };
+    Some((stream, tcp_log))
+}
+
+/// Runs stages 1 to 4 for `candidate` at `path`, then `then` on the open WebSocket (the
+/// socket stays borrowed so that a refusal's body can still be read from it). On failure
+/// `result` says where and why, and `None` is returned.
+pub(crate) async fn open<R>(
+    plan: &Plan,
+    tls_setup: &TlsSetup,
+    candidate: &Candidate,
+    path: &str,
+    result: &mut ProbeResult,
+    deadline: Instant,
+    then: impl AsyncFnOnce(&mut Ws<'_>, &mut ProbeResult) -> R,
+) -> Option<R> {
+    let (stream, tcp_log) = connect(plan, tls_setup, candidate, result, deadline).await?;
     upgrade_then(
         plan, candidate, path, stream, &tcp_log, result, deadline, then,
     )
@@ -139,7 +161,21 @@ async fn upgrade_then<R>(
             if accepted.from_bundled_server {
                 result.peer = PeerKind::WscheckServer;
             }
-            Some(then(&mut ws, result).await)
+            let spoken = then(&mut ws, result).await;
+            if result.failure.is_some()
+                && let Some(refusal) = answer_after_switch(&http_log)
+            {
+                result.stage = Stage::Upgrade;
+                result.failure = Some(Failure::new(
+                    FailureKind::HttpRefused,
+                    format!(
+                        "HTTP {} {} written after the 101",
+                        refusal.status, refusal.reason
+                    ),
+                ));
+                result.response = Some(refusal);
+            }
+            Some(spoken)
         }
         Ok(Err(error)) => {
             let logs = Logs {
@@ -162,64 +198,110 @@ async fn upgrade_then<R>(
     }
 }
 
+/// An HTTP answer the server wrote after its 101, which then failed whatever came next:
+/// engine.io 6 refuses an Engine.IO version it does not accept (`allowEIO3` off) so.
+fn answer_after_switch(log: &WireLog) -> Option<HttpResponse> {
+    let read = log.lock().ok()?.read.clone();
+    let switched = Head::parse(&read)?;
+    let rest = &read[switched.len..];
+    let head = Head::parse(rest)?;
+    let body = rest[head.len..].to_vec();
+    Some(head.into_response(&body))
+}
+
 /// Probes one candidate through every stage.
 pub async fn probe(plan: &Plan, tls_setup: &TlsSetup, candidate: &Candidate) -> ProbeResult {
-    let mut result = ProbeResult::new(candidate);
     let started = Instant::now();
     let deadline = started + plan.timeout;
-    let nonce = plan.message.clone().unwrap_or_else(new_nonce);
-    let path = &plan.target.path;
-    open(plan, tls_setup, candidate, path, &mut result, deadline, {
-        async |ws, result| {
-            if !plan.echo {
-                result.done();
-                let _ = tokio::time::timeout(Duration::from_millis(300), ws.close(None)).await;
-                return;
-            }
-            let picked = result.subprotocol.clone();
-            let known = protocol::by_subprotocol(plan.protocol, picked.as_deref())
-                .or_else(|| protocol::by_path(plan.protocol, path));
-            match known {
-                Some(Protocol::SocketIo) => {
-                    return protocol_stage(result, move || socketio::open(ws, None, deadline))
-                        .await;
-                }
-                Some(Protocol::Graphql) => {
-                    let opening = move || graphql::open(ws, picked, deadline);
-                    return protocol_stage(result, opening).await;
-                }
-                None => {}
-            }
-            // Auto: a first frame may tell the protocol (Engine.IO's open packet); the
-            // echo then goes on with that frame already read.
-            let first = match plan.protocol {
-                ProtocolChoice::Auto => first_frame(ws).await,
-                _ => None,
-            };
-            let open_packet = match &first {
-                Some(Ok(Message::Text(text))) if protocol::by_first_frame(text).is_some() => {
-                    Some(text.to_string())
-                }
-                _ => None,
-            };
-            if open_packet.is_some() {
-                return protocol_stage(result, move || socketio::open(ws, open_packet, deadline))
-                    .await;
-            }
-            let echo_started = result.enter(Stage::Echo);
-            let (outcome, info, peer) = echo::run(ws, &nonce, first, result.peer, deadline).await;
-            result.peer = peer;
-            result.timings.echo = Some(ms_since(echo_started));
-            result.failure = outcome.failure(&info);
-            result.echo = Some(info);
-            if matches!(outcome, EchoOutcome::Verified | EchoOutcome::Unverified) {
-                result.done();
+    let path = plan.target.path.as_str();
+    let mut result = ProbeResult::new(candidate);
+    if plan.protocol == ProtocolChoice::Sockjs && plan.echo {
+        sockjs::run(plan, tls_setup, candidate, path, &mut result, deadline).await;
+    } else {
+        attempt(plan, tls_setup, candidate, path, &mut result, deadline).await;
+        if plan.protocol == ProtocolChoice::Auto && plan.echo {
+            let second = detect::second_look(plan, tls_setup, candidate, &result, deadline);
+            if let Some(better) = second.await {
+                result = better;
             }
         }
-    })
-    .await;
+    }
     result.timings.total = ms_since(started);
     result
+}
+
+/// Opens `path` and speaks the plan's protocol (or the echo) over it.
+async fn attempt(
+    plan: &Plan,
+    tls_setup: &TlsSetup,
+    candidate: &Candidate,
+    path: &str,
+    result: &mut ProbeResult,
+    deadline: Instant,
+) {
+    open(plan, tls_setup, candidate, path, result, deadline, {
+        async |ws, result| speak(plan, ws, result, path, deadline).await
+    })
+    .await;
+}
+
+/// After the upgrade: the protocol's opening, or the echo.
+async fn speak(
+    plan: &Plan,
+    ws: &mut Ws<'_>,
+    result: &mut ProbeResult,
+    path: &str,
+    deadline: Instant,
+) {
+    if !plan.echo {
+        result.done();
+        let _ = tokio::time::timeout(Duration::from_millis(300), ws.close(None)).await;
+        return;
+    }
+    let picked = result.subprotocol.clone();
+    let known = protocol::by_subprotocol(plan.protocol, picked.as_deref())
+        .or_else(|| protocol::by_path(plan.protocol, path));
+    match known {
+        Some(Protocol::SocketIo) => {
+            let opening = socketio::open(ws, None, path, deadline);
+            return protocol_stage(result, opening).await;
+        }
+        Some(Protocol::Graphql) => {
+            let opening = graphql::open(ws, picked, deadline);
+            return protocol_stage(result, opening).await;
+        }
+        Some(Protocol::Stomp) => {
+            let opening = stomp::open(ws, picked, &plan.stomp_headers, deadline);
+            return protocol_stage(result, opening).await;
+        }
+        None => {}
+    }
+    // Auto: a first frame may tell the protocol (Engine.IO's open packet); the echo then
+    // goes on with that frame already read.
+    let first = match plan.protocol {
+        ProtocolChoice::Auto => first_frame(ws).await,
+        _ => None,
+    };
+    let open_packet = match &first {
+        Some(Ok(Message::Text(text))) if protocol::by_first_frame(text).is_some() => {
+            Some(text.to_string())
+        }
+        _ => None,
+    };
+    if open_packet.is_some() {
+        let opening = socketio::open(ws, open_packet, path, deadline);
+        return protocol_stage(result, opening).await;
+    }
+    let nonce = plan.message.clone().unwrap_or_else(new_nonce);
+    let echo_started = result.enter(Stage::Echo);
+    let (outcome, info, peer) = echo::run(ws, &nonce, first, result.peer, deadline).await;
+    result.peer = peer;
+    result.timings.echo = Some(ms_since(echo_started));
+    result.failure = outcome.failure(&info);
+    result.echo = Some(info);
+    if matches!(outcome, EchoOutcome::Verified | EchoOutcome::Unverified) {
+        result.done();
+    }
 }
 
 /// How long a probe in `auto` mode waits for a first frame that tells the protocol: servers
@@ -233,14 +315,14 @@ async fn first_frame(ws: &mut Ws<'_>) -> Option<Result<Message, WsError>> {
         .ok()?
 }
 
-/// An application protocol's opening instead of the echo: `opening` runs under the
-/// `protocol` stage, and its outcome is the probe's.
-async fn protocol_stage<F>(result: &mut ProbeResult, opening: impl FnOnce() -> F)
-where
-    F: Future<Output = (protocol::ProtocolInfo, Option<Failure>)>,
-{
+/// An application protocol's opening instead of the echo: `opening` (a future, which does
+/// nothing until awaited) runs under the `protocol` stage, and its outcome is the probe's.
+async fn protocol_stage(
+    result: &mut ProbeResult,
+    opening: impl Future<Output = (protocol::ProtocolInfo, Option<Failure>)>,
+) {
     let started = result.enter(Stage::Protocol);
-    let (info, failure) = opening().await;
+    let (info, failure) = opening.await;
     result.timings.protocol = Some(ms_since(started));
     result.protocol = Some(info);
     result.failure = failure;

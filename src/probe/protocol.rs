@@ -1,6 +1,7 @@
 //! Application protocols on top of the WebSocket: which one a probe speaks (`--protocol`,
 //! or detected from the path and the first frame), and what its opening said, for the
-//! report. The openings themselves live one module each (`socketio`, `graphql`).
+//! report. The openings themselves live one module each (`socketio`, `graphql`, `stomp`,
+//! `sockjs`).
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -16,18 +17,25 @@ pub enum ProtocolChoice {
     Raw,
     SocketIo,
     Graphql,
+    Stomp,
+    Sockjs,
 }
 
-/// A protocol a probe speaks.
+/// A protocol a probe speaks over the WebSocket it opened (SockJS opens its own: see
+/// `sockjs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     SocketIo,
     Graphql,
+    Stomp,
 }
 
 /// GraphQL over WebSocket's subprotocols: the current one first, then the legacy one
 /// (subscriptions-transport-ws).
 pub const GRAPHQL_SUBPROTOCOLS: [&str; 2] = ["graphql-transport-ws", "graphql-ws"];
+
+/// STOMP's subprotocols, newest first, as stomp.js and Spring's clients offer them.
+pub const STOMP_SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
 /// What a protocol's opening said (`protocol` in the JSON; `null` for a raw WebSocket).
 #[derive(Debug, Clone, Serialize)]
@@ -45,33 +53,54 @@ pub fn by_path(choice: ProtocolChoice, path: &str) -> Option<Protocol> {
     match choice {
         ProtocolChoice::SocketIo => Some(Protocol::SocketIo),
         ProtocolChoice::Graphql => Some(Protocol::Graphql),
-        ProtocolChoice::Raw => None,
+        ProtocolChoice::Stomp => Some(Protocol::Stomp),
+        ProtocolChoice::Raw | ProtocolChoice::Sockjs => None,
         ProtocolChoice::Auto if path_only.contains("/socket.io/") => Some(Protocol::SocketIo),
         ProtocolChoice::Auto
             if path_only.ends_with("/graphql") || path_only.ends_with("/subscriptions") =>
         {
             Some(Protocol::Graphql)
         }
+        ProtocolChoice::Auto if names_stomp(path_only) => Some(Protocol::Stomp),
         ProtocolChoice::Auto => None,
     }
+}
+
+/// A path segment that says STOMP (`/stomp`, `/ws-stomp`, `/stomp-endpoint`).
+fn names_stomp(path: &str) -> bool {
+    path.split('/')
+        .any(|segment| segment.to_ascii_lowercase().contains("stomp"))
 }
 
 /// The protocol the subprotocol the server picked names.
 pub fn by_subprotocol(choice: ProtocolChoice, picked: Option<&str>) -> Option<Protocol> {
     let picked = picked?;
-    (choice != ProtocolChoice::Raw && GRAPHQL_SUBPROTOCOLS.contains(&picked))
-        .then_some(Protocol::Graphql)
+    if matches!(choice, ProtocolChoice::Raw | ProtocolChoice::Sockjs) {
+        return None;
+    }
+    if GRAPHQL_SUBPROTOCOLS.contains(&picked) {
+        Some(Protocol::Graphql)
+    } else if STOMP_SUBPROTOCOLS.contains(&picked) {
+        Some(Protocol::Stomp)
+    } else {
+        None
+    }
 }
 
 /// The subprotocols to offer: the user's (`--subprotocol`); else, for GraphQL (a server
-/// refuses a client that offers none), its two. Nothing else is offered unasked, since an
-/// offer can change what a server does.
+/// refuses a client that offers none), its two; for a path that names STOMP, STOMP's
+/// three, as its clients do. Nothing else is offered unasked, since an offer can change
+/// what a server does (Node's `ws` picks the first one offered when the app does not
+/// choose).
 pub fn subprotocols_to_offer(choice: ProtocolChoice, path: &str, asked: &[String]) -> Vec<String> {
     if !asked.is_empty() {
         return asked.to_vec();
     }
     match by_path(choice, path) {
         Some(Protocol::Graphql) => GRAPHQL_SUBPROTOCOLS.map(str::to_owned).to_vec(),
+        Some(Protocol::Stomp) if names_stomp(path.split('?').next().unwrap_or_default()) => {
+            STOMP_SUBPROTOCOLS.map(str::to_owned).to_vec()
+        }
         _ => Vec::new(),
     }
 }
@@ -134,5 +163,26 @@ mod tests {
             subprotocols_to_offer(auto, "/graphql", &["v12.stomp".into()]),
             ["v12.stomp"]
         );
+    }
+
+    #[test]
+    fn stomp_is_told_by_a_path_segment_or_the_subprotocol_picked() {
+        let auto = ProtocolChoice::Auto;
+        assert_eq!(by_path(auto, "/stomp"), Some(Protocol::Stomp));
+        assert_eq!(by_path(auto, "/app/ws-stomp/"), Some(Protocol::Stomp));
+        assert_eq!(by_path(auto, "/ws?topic=stomp"), None);
+        assert_eq!(by_path(auto, "/ws"), None);
+        assert_eq!(
+            by_subprotocol(auto, Some("v12.stomp")),
+            Some(Protocol::Stomp)
+        );
+        assert_eq!(
+            subprotocols_to_offer(auto, "/stomp", &[]),
+            ["v12.stomp", "v11.stomp", "v10.stomp"]
+        );
+        // Asked for by flag on a path that does not say so: nothing offered, as Spring and
+        // RabbitMQ take a CONNECT without one.
+        assert!(subprotocols_to_offer(ProtocolChoice::Stomp, "/ws", &[]).is_empty());
+        assert_eq!(by_path(ProtocolChoice::Sockjs, "/stomp"), None);
     }
 }

@@ -1,7 +1,9 @@
 //! The application stage for socket.io (Engine.IO v4 and v3 over WebSocket): read the open
 //! packet (sid, pingInterval, pingTimeout), answer the server's pings, connect the default
 //! namespace (`40`) and read its acknowledgement (`40{"sid":...}`) or refusal
-//! (`44{"message":...}`, e.g. an auth middleware's).
+//! (`44{"message":...}`, e.g. an auth middleware's). A server whose Engine.IO version is not
+//! the one the URL asks for (`EIO=4` against socket.io 2.x) is a mismatch even when this
+//! probe, which speaks both, gets through: the app's own clients would not.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ use super::protocol::ProtocolInfo;
 pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     first: Option<String>,
+    path: &str,
     deadline: Instant,
 ) -> (ProtocolInfo, Option<Failure>) {
     let mut info = ProtocolInfo {
@@ -26,7 +29,14 @@ pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(
         version: None,
         said: Map::new(),
     };
+    let asked = asked_eio(path);
     let failure = handshake(ws, first, deadline, &mut info).await.err();
+    // A v3/v4 server (it announces maxPayload) speaks EIO3 to a client asking for it when
+    // allowEIO3 is on; a 2.x server speaks EIO3 whatever the client asks.
+    if asked.as_deref() == Some("EIO3") && info.version.as_deref() == Some("EIO4") {
+        info.version = asked.clone();
+    }
+    let failure = failure.or_else(|| mismatch(asked, &info));
     // A clean end: `41` leaves the namespace, then the WebSocket closes.
     let _ = tokio::time::timeout(Duration::from_millis(300), async {
         let _ = ws.send(Message::text("41")).await;
@@ -59,6 +69,30 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             _ => {}
         }
     }
+}
+
+/// The Engine.IO version a URL asks for (`EIO=4` → `EIO4`).
+pub fn asked_eio(path: &str) -> Option<String> {
+    let query = path.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("EIO="))
+        .map(|v| format!("EIO{v}"))
+}
+
+/// The URL asked for one Engine.IO version and the server speaks another.
+fn mismatch(asked: Option<String>, info: &ProtocolInfo) -> Option<Failure> {
+    let asked = asked?;
+    let spoken = info.version.as_deref()?;
+    (asked != spoken).then(|| {
+        Failure::new(
+            FailureKind::ProtocolMismatch,
+            format!(
+                "the URL asks for {asked} but the server speaks {spoken} (socket.io 2.x: \
+                 socket.io-client 3 and 4 cannot connect to it)"
+            ),
+        )
+    })
 }
 
 /// The open packet: `0{"sid":...,"pingInterval":...,"pingTimeout":...}`.

@@ -23,18 +23,6 @@ pub fn build_request(
     candidate: &Candidate,
     path: &str,
 ) -> Result<(Request, bool), String> {
-    let hold_back =
-        !candidate.scheme.is_tls() && !plan.allow_plaintext_credentials && plan.has_credentials();
-    let user_sets = |name: &str| {
-        plan.headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
-    };
-    let host = plan
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
-        .map_or(candidate.host_header.as_str(), |(_, v)| v.as_str());
     let uri = format!(
         "{}://{}{path}",
         candidate.scheme.as_str(),
@@ -43,41 +31,74 @@ pub fn build_request(
     let mut builder = Request::builder()
         .method("GET")
         .uri(&uri)
-        .header("Host", host)
+        .header("Host", host_header(plan, candidate))
         .header("Connection", "Upgrade")
         .header("Upgrade", "websocket")
         .header("Sec-WebSocket-Version", "13")
         .header("Sec-WebSocket-Key", generate_key());
+    let offered = super::protocol::subprotocols_to_offer(plan.protocol, path, &plan.subprotocols);
+    let offered = (!offered.is_empty()).then(|| offered.join(", "));
+    let (headers, hold_back) = browser_headers(plan, candidate, offered);
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(())
+        .map_err(|e| format!("cannot build the request for {uri}: {e}"))?;
+    Ok((request, hold_back))
+}
+
+/// The Host header: the user's (`-H Host:`), else the candidate's.
+pub fn host_header<'a>(plan: &'a Plan, candidate: &'a Candidate) -> &'a str {
+    plan.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map_or(candidate.host_header.as_str(), |(_, v)| v.as_str())
+}
+
+/// The headers a browser's request carries after Host and the upgrade's own: User-Agent,
+/// Origin, the subprotocols `offered`, Basic credentials from the URL, the user's headers.
+/// Credentials are held back on plaintext unless allowed; the flag says whether they were.
+pub fn browser_headers(
+    plan: &Plan,
+    candidate: &Candidate,
+    offered: Option<String>,
+) -> (Vec<(String, String)>, bool) {
+    let hold_back =
+        !candidate.scheme.is_tls() && !plan.allow_plaintext_credentials && plan.has_credentials();
+    let user_sets = |name: &str| {
+        plan.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    let mut headers = Vec::new();
     if !user_sets("user-agent") {
-        builder = builder.header("User-Agent", concat!("wscheck/", env!("CARGO_PKG_VERSION")));
+        let agent = concat!("wscheck/", env!("CARGO_PKG_VERSION"));
+        headers.push(("User-Agent".to_owned(), agent.to_owned()));
     }
     if let Some(origin) = plan.origin_for(candidate)
         && !user_sets("origin")
     {
-        builder = builder.header("Origin", origin);
+        headers.push(("Origin".to_owned(), origin));
     }
-    let offered = super::protocol::subprotocols_to_offer(plan.protocol, path, &plan.subprotocols);
-    if !offered.is_empty() {
-        builder = builder.header("Sec-WebSocket-Protocol", offered.join(", "));
+    if let Some(offered) = offered {
+        headers.push(("Sec-WebSocket-Protocol".to_owned(), offered));
     }
     if let Some((user, pass)) = &plan.target.userinfo
         && !hold_back
         && !user_sets("authorization")
     {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        builder = builder.header("Authorization", format!("Basic {token}"));
+        headers.push(("Authorization".to_owned(), format!("Basic {token}")));
     }
     for (name, value) in &plan.headers {
         let lower = name.to_ascii_lowercase();
         if lower == "host" || (hold_back && CREDENTIAL_HEADERS.contains(&lower.as_str())) {
             continue;
         }
-        builder = builder.header(name.as_str(), value.as_str());
+        headers.push((name.clone(), value.clone()));
     }
-    let request = builder
-        .body(())
-        .map_err(|e| format!("cannot build the request for {uri}: {e}"))?;
-    Ok((request, hold_back))
+    (headers, hold_back)
 }
 
 /// Splits the raw request head into lines for the report.

@@ -142,7 +142,7 @@ impl ProbeView {
     /// "ok", "ok (no echo)" or "FAIL".
     pub fn result_word(&self) -> &'static str {
         match self.diagnosis.code {
-            Code::Ok | Code::OkProtocol => "ok",
+            Code::Ok | Code::OkProtocol | Code::SocketioPath => "ok",
             Code::OkUnverifiedEcho => "ok (no echo)",
             _ => "FAIL",
         }
@@ -384,7 +384,9 @@ impl Verdict {
 fn works(asked: &ProbeView, canonical: Option<&ProbeView>, probes: &[ProbeView]) -> String {
     let how = match &asked.result.echo {
         // A protocol peer: its opening, not an echo (the detail says how it went).
-        _ if asked.diagnosis.code == Code::OkProtocol => asked.diagnosis.detail.clone(),
+        _ if matches!(asked.diagnosis.code, Code::OkProtocol | Code::SocketioPath) => {
+            asked.diagnosis.detail.clone()
+        }
         Some(e) if e.verified => format!(
             "WebSocket opened, echo verified in {:.1} ms",
             e.rtt_ms.unwrap_or_default()

@@ -370,6 +370,19 @@ pub fn render_deep(deep: &DeepReport, width: usize, out: &mut dyn Write) -> std:
     if let Some(instances) = &deep.instances {
         render_instances(instances, width, out)?;
     }
+    if let Some(polled) = &deep.polling {
+        let mut line = format!(
+            "{} of {} sessions completed, {} lost ({})",
+            polled.completed, polled.sessions, polled.lost, polled.path
+        );
+        if !polled.cookies.is_empty() {
+            line.push_str(&format!("; cookies set: {}", polled.cookies.join(", ")));
+        }
+        if let Some(error) = &polled.error {
+            line.push_str(&format!("; failed: {error}"));
+        }
+        put(out, "  long-polling: ", &line, 16, width)?;
+    }
     for finding in &deep.findings {
         let headline = format!("{} — {}", finding.code.as_str(), finding.summary);
         put(out, "  ", &headline, 4, width)?;

@@ -3,6 +3,7 @@
 
 pub mod fixtures;
 pub mod pki;
+pub mod rabbitmq;
 pub mod standin;
 
 use std::io::{BufRead, BufReader};
