@@ -224,8 +224,15 @@ pub fn findings(report: &DeepReport) -> Vec<Finding> {
             || "none".to_owned(),
             |b| bytesize::ByteSize(b as u64).to_string(),
         );
+        // No answer at all, while a smaller size passed: the path loses large packets.
+        let lost_on_the_way = failed.outcome == "timeout" && sizes.largest_ok.is_some();
+        let code = if lost_on_the_way {
+            Code::PathMtuBlackHole
+        } else {
+            Code::MessageTooLarge
+        };
         out.push(Finding::new(
-            Code::MessageTooLarge,
+            code,
             format!(
                 "largest size that passed: {largest}; {} {:?} failed: {}",
                 bytesize::ByteSize(failed.size as u64),
@@ -449,13 +456,13 @@ async fn sizes(plan: &Plan, tls: &TlsSetup, candidate: &Candidate, sizes: &[usiz
                         }
                         Kind::Binary => Message::binary(data.clone()),
                     };
-                    if let Err(error) = tokio::time::timeout_at(deadline.into(), ws.send(message))
-                        .await
-                        .unwrap_or(Err(tokio_tungstenite::tungstenite::Error::Io(
-                            std::io::ErrorKind::TimedOut.into(),
-                        )))
-                    {
-                        return (Err(cut_kind(&error).unwrap_or("error").to_owned()), None);
+                    match tokio::time::timeout_at(deadline.into(), ws.send(message)).await {
+                        Ok(Ok(())) => {}
+                        // A send that cannot finish: nothing the peer reads gets through.
+                        Err(_) => return (Err("timeout".to_owned()), None),
+                        Ok(Err(error)) => {
+                            return (Err(cut_kind(&error).unwrap_or("error").to_owned()), None);
+                        }
                     }
                     let echoed = await_echo(ws, &data, kind, deadline).await;
                     let rtt = echoed.is_ok().then(|| ms(sent.elapsed()));

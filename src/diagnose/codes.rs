@@ -52,6 +52,7 @@ pub enum Code {
     ProxyTlsIntercepted,
     IdleTimeout,
     MessageTooLarge,
+    PathMtuBlackHole,
     SocketioNamespaceRefused,
     SocketioTransportMissing,
     GraphqlRejected,
@@ -77,7 +78,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 66] = [
+    pub const ALL: [Code; 67] = [
         Code::Ok,
         Code::OkUnverifiedEcho,
         Code::OkProtocol,
@@ -122,6 +123,7 @@ impl Code {
         Code::ProxyTlsIntercepted,
         Code::IdleTimeout,
         Code::MessageTooLarge,
+        Code::PathMtuBlackHole,
         Code::SocketioNamespaceRefused,
         Code::SocketioTransportMissing,
         Code::GraphqlRejected,
@@ -192,6 +194,7 @@ impl Code {
             Code::ProxyTlsIntercepted => "proxy_tls_intercepted",
             Code::IdleTimeout => "idle_timeout",
             Code::MessageTooLarge => "message_too_large",
+            Code::PathMtuBlackHole => "path_mtu_black_hole",
             Code::SocketioNamespaceRefused => "socketio_namespace_refused",
             Code::SocketioTransportMissing => "socketio_transport_missing",
             Code::GraphqlRejected => "graphql_rejected",
@@ -332,6 +335,9 @@ impl Code {
             }
             Code::MessageTooLarge => {
                 "Messages above a size limit do not come back: the connection is closed or reset instead."
+            }
+            Code::PathMtuBlackHole => {
+                "Messages above a size get no answer at all (no close, no reset) while smaller ones pass: large packets are lost on the way, a path MTU black hole (ICMP \"fragmentation needed\" filtered)."
             }
             Code::SocketioNamespaceRefused => {
                 "The socket.io server refused to connect the namespace (a `44` packet): its middleware or namespace rules said no."
@@ -527,6 +533,9 @@ impl Code {
             }
             Code::IdleTimeout => {
                 "Send a ping (or any message) more often than the cut-off, in the client or the app; the bundled server pings every 25 s for this reason."
+            }
+            Code::PathMtuBlackHole => {
+                "Let ICMP \"fragmentation needed\" (IPv4 type 3 code 4) and ICMPv6 \"packet too big\" through the firewalls between client and route, or clamp the TCP MSS to the path MTU on the link with the small MTU (a VPN or tunnel: iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu); until then keep messages below the largest size that passed."
             }
             Code::MessageTooLarge => {
                 "Keep messages below the largest size that passed, or raise the limit where it is set (the app's WebSocket library, a proxy's buffer, the approuter)."

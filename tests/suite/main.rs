@@ -4,9 +4,11 @@
 mod answers;
 mod browser;
 mod cli;
+mod conformance;
 mod deep;
 mod demo;
 mod diagnoses;
+mod faults;
 mod load;
 mod output;
 mod preflight;
