@@ -460,7 +460,8 @@ pub fn parse_target(input: &str) -> Result<Target, Usage> {
     let url = url::Url::parse(&format!("{}://{rest}", url_scheme.as_str()))
         .map_err(|e| invalid(input, e.to_string()))?;
     let host = url_host(input, &url)?;
-    let userinfo = (!url.username().is_empty()).then(|| {
+    // A password alone (`:secret@`) is a credential too: sent, and never shown.
+    let userinfo = (!url.username().is_empty() || url.password().is_some()).then(|| {
         (
             percent_decode(url.username()),
             percent_decode(url.password().unwrap_or_default()),

@@ -27,6 +27,13 @@ pub use protocol::{
 };
 use shared::{Beat, Shared, heartbeat};
 
+/// Internals the fuzz targets in `fuzz/` drive directly (the frame cutter and the close
+/// scan of a session); not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::session::{Burst, CloseScan, End, Session, websocket_config};
+}
+
 /// Serves on `listeners` until `shutdown` is cancelled, then closes every WebSocket with
 /// 1001 and waits (at most `config.shutdown_grace`) for the connections to end.
 pub async fn serve(listeners: Vec<TcpListener>, config: Config, shutdown: CancellationToken) {

@@ -42,7 +42,7 @@ thread_local! {
     static SCRATCH_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
 }
 
-fn websocket_config(max_message_size: usize) -> WebSocketConfig {
+pub fn websocket_config(max_message_size: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         // The context reads from memory (whole frames cut out of the scratch buffer), so
         // its buffer only needs to be small; it is zero-filled on every burst.
@@ -53,7 +53,7 @@ fn websocket_config(max_message_size: usize) -> WebSocketConfig {
 }
 
 /// How a session ended, for the close log line.
-enum End {
+pub enum End {
     ClosedByPeer(Option<u16>),
     ClosedByServer(u16, &'static str),
     Vanished(String),
@@ -100,7 +100,7 @@ impl Write for Feed<'_> {
 }
 
 /// What a session keeps between bursts: no buffers unless a frame or message is unfinished.
-struct Session {
+pub struct Session {
     /// The only setting that differs between servers; the rest is `websocket_config`.
     max_message_size: usize,
     /// Alive only while a fragmented message is under way (or during a burst).
@@ -115,25 +115,25 @@ struct Session {
 }
 
 /// The outcome of processing a burst: bytes to send, and whether the session ends.
-struct Burst {
-    output: Vec<u8>,
-    end: Option<End>,
+pub struct Burst {
+    pub output: Vec<u8>,
+    pub end: Option<End>,
     /// When we closed: where the client's further frames start, to see its close reply.
-    after_close: Option<CloseScan>,
+    pub after_close: Option<CloseScan>,
 }
 
 /// Follows the frames a client still sends after our close frame, discarding them, until
 /// its close reply begins. Blind (waits for EOF or the timeout) when the stream can no
 /// longer be cut into frames: after a protocol error, say.
 #[derive(Default)]
-struct CloseScan {
+pub struct CloseScan {
     /// Payload bytes of the current frame still to discard.
     skip: u64,
     /// An unfinished frame header.
     header: Vec<u8>,
-    blind: bool,
+    pub blind: bool,
     /// The client's close frame has begun.
-    answered: bool,
+    pub answered: bool,
     discarded: usize,
 }
 
@@ -151,7 +151,7 @@ impl CloseScan {
         let Some((at, total)) = oversize else {
             return Self::blind();
         };
-        let end = at as u64 + total;
+        let end = (at as u64).saturating_add(total);
         let mut scan = Self::default();
         match usize::try_from(end) {
             Ok(end) if end <= data.len() => {
@@ -163,7 +163,7 @@ impl CloseScan {
     }
 
     /// Follows `bytes`; true once the client's close frame has begun.
-    fn feed(&mut self, mut bytes: &[u8]) -> bool {
+    pub fn feed(&mut self, mut bytes: &[u8]) -> bool {
         self.discarded = self.discarded.saturating_add(bytes.len());
         while !self.blind && !self.answered && !bytes.is_empty() {
             if self.skip > 0 {
@@ -205,7 +205,7 @@ impl CloseScan {
 }
 
 impl Session {
-    fn new(max_message_size: usize) -> Self {
+    pub fn new(max_message_size: usize) -> Self {
         Self {
             max_message_size,
             context: None,
@@ -227,17 +227,18 @@ impl Session {
     /// A frame header that is invalid or announces an oversize frame counts as whole, so
     /// that the context sees it and answers with the right close code; an oversize frame's
     /// start and length come back too.
-    fn whole_frames(&mut self, data: &[u8]) -> (usize, Option<(usize, u64)>) {
+    pub fn whole_frames(&mut self, data: &[u8]) -> (usize, Option<(usize, u64)>) {
         let mut at = 0;
         while at < data.len() {
             let mut cursor = Cursor::new(&data[at..]);
             match FrameHeader::parse(&mut cursor) {
                 Ok(Some((header, length))) => {
-                    let total = cursor.position() as usize as u64 + length;
+                    // Saturating: a 64-bit length may come close to u64::MAX.
+                    let total = cursor.position().saturating_add(length);
                     if length > self.max_message_size as u64 {
                         return (data.len(), Some((at, total)));
                     }
-                    if (at as u64) + total > data.len() as u64 {
+                    if (at as u64).saturating_add(total) > data.len() as u64 {
                         break;
                     }
                     if let OpCode::Data(kind) = header.opcode
@@ -335,7 +336,7 @@ impl Session {
 
     /// Handles newly read bytes: whole frames go through the protocol, an unfinished one
     /// waits in `partial`.
-    fn receive(&mut self, bytes: &[u8]) -> Burst {
+    pub fn receive(&mut self, bytes: &[u8]) -> Burst {
         let mut output = Vec::new();
         let after_close = |end: &Option<End>, data: &[u8], oversize| {
             matches!(end, Some(End::ClosedByServer(..))).then(|| CloseScan::after(data, oversize))
@@ -1069,6 +1070,33 @@ mod tests {
         let mut s = session();
         let burst = s.receive(&[0x81, 0x02, b'h', b'i']);
         assert!(burst.after_close.expect("we closed").blind);
+    }
+
+    /// Found by fuzzing (fuzz/ frame_cutter): a 64-bit length near `u64::MAX` (RFC 6455
+    /// wants its top bit clear; tungstenite does not check) overflowed header + length,
+    /// a panic in debug builds and, wrapped, a close scan started inside the frame.
+    #[test]
+    fn a_frame_announcing_u64_max_bytes_is_oversize_not_an_overflow() {
+        let mut announced = vec![0x82, 0xff];
+        announced.extend([0xff; 8]);
+        announced.extend([1, 2, 3, 4]);
+        let mut s = session();
+        assert_eq!(s.whole_frames(&announced), (14, Some((0, u64::MAX))));
+        let mut data = announced.clone();
+        data.extend(frame(0x8, true, &[0x03, 0xe8])); // "payload" that looks like a close
+        let burst = s.receive(&data);
+        assert_eq!(frames(&burst.output)[0].0, 0x8);
+        let mut scan = burst.after_close.expect("we closed");
+        assert!(
+            !scan.blind && !scan.answered,
+            "still inside the endless frame"
+        );
+        assert!(!scan.feed(&frame(0x8, true, &[0x03, 0xe8])));
+
+        // Without a size limit it is a frame still arriving, behind a whole one.
+        let mut data = frame(0x2, true, b"x");
+        data.extend(&announced);
+        assert_eq!(Session::new(usize::MAX).whole_frames(&data), (7, None));
     }
 
     /// What ten thousand idle sessions cost is mostly their task: tokio stores the future

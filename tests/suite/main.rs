@@ -14,5 +14,6 @@ mod output;
 mod preflight;
 mod protocols;
 mod readme;
+mod regressions;
 mod standin;
 mod support;
