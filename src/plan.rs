@@ -6,12 +6,13 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::error::Usage;
 use crate::report::redact::without_userinfo;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
     Ws,
@@ -59,7 +60,7 @@ impl Target {
 }
 
 /// One URL of the matrix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Candidate {
     pub url: String,
     pub scheme: Scheme,
@@ -94,6 +95,11 @@ impl Candidate {
 }
 
 impl Candidate {
+    /// Whether the URL's host is an internal route (`*.apps.internal`).
+    pub fn is_internal(&self) -> bool {
+        is_internal_host(self.host_header.split(':').next().unwrap_or_default())
+    }
+
     /// Rank among working URLs (lower is better): the canonical port-less wss:// first.
     pub fn preference(&self) -> u8 {
         match (self.scheme, self.explicit_port) {
@@ -382,6 +388,17 @@ impl Plan {
                 .iter()
                 .any(|(name, _)| CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
     }
+}
+
+/// The port apps listen on in Cloud Foundry (`$PORT`): internal routes are dialled there.
+pub const APP_PORT: u16 = 8080;
+
+/// A host of Cloud Foundry's internal domain (`<app>.apps.internal`): container-to-container
+/// traffic, on the app's port, allowed by network policies, resolvable only inside.
+pub fn is_internal_host(host: &str) -> bool {
+    host.trim_end_matches('.')
+        .to_ascii_lowercase()
+        .ends_with(".apps.internal")
 }
 
 /// The default matrix: what the article and CF users try.

@@ -1,10 +1,11 @@
 //! The introspection document: what reached the app (request line, headers as received,
 //! peer, port) and which instance of which app answered.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What the process learned from Cloud Foundry's environment at start-up.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Environment {
     /// `PORT`, the container port CF asked the app to listen on.
     pub port: Option<String>,
@@ -54,14 +55,14 @@ impl Environment {
 }
 
 /// One request header exactly as it arrived (name case and order kept, duplicates kept).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Header {
     pub name: String,
     pub value: String,
 }
 
 /// The request that reached the app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestInfo {
     /// The request line, e.g. `GET /.wscheck/ws HTTP/1.1`.
     pub line: String,
@@ -81,7 +82,7 @@ impl RequestInfo {
 }
 
 /// The document served at `/.wscheck/info` and sent first on `/.wscheck/ws`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Info {
     /// Always `wscheck-server`: lets a client tell this document from other JSON.
     pub server: String,

@@ -1,5 +1,6 @@
 //! The bundle `cf push` uploads is what the manifest runs: built by the one documented
-//! command, at the manifest's `path`, started by its `command`, runnable on cflinuxfs4.
+//! command, at the manifest's `path`, started by its `command`, runnable on cflinuxfs4; and
+//! the static `wscheck` beside the server, run as `cf ssh` and `cf run-task` would run it.
 
 use std::path::Path;
 use std::process::Command;
@@ -47,6 +48,72 @@ fn newest_glibc(elf: &[u8]) -> Option<(u32, u32)> {
             digits.parse().ok().map(|minor| (2, minor))
         })
         .max()
+}
+
+/// Runs `command` under `bash -c` in `dir` with a container's bare environment (`HOME` is
+/// where CF unpacks the bundle's parent), and returns its exit code and stdout.
+fn in_container(dir: &Path, home: &Path, command: &str) -> (Option<i32>, String) {
+    let output = Command::new("bash")
+        .args(["-c", command])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{command}: {stderr}");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// The bundle's `wscheck`, unpacked as CF unpacks it (`$HOME/app`): static, it runs, and it
+/// probes the server on `port` as `cf ssh APP -c 'app/wscheck ...'` (from `$HOME`) and
+/// `cf run-task APP --command './wscheck ... --format json'` (from `$HOME/app`) would;
+/// an internal route's name goes to the app port.
+fn probe_from_inside(bundle: &Path, port: u16) {
+    let home = wscheck_testkit::tempdir("bundle-home").unwrap();
+    let app = home.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    for entry in std::fs::read_dir(bundle).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), app.join(entry.file_name())).unwrap();
+    }
+    let elf = std::fs::read(app.join("wscheck")).expect("the bundle carries wscheck");
+    assert!(
+        !has_interpreter(&elf),
+        "wscheck in the bundle is not static"
+    );
+    let version = format!("wscheck {}\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        in_container(&home, &home, "app/wscheck --version"),
+        (Some(0), version)
+    );
+
+    let (code, table) = in_container(
+        &home,
+        &home,
+        &format!("app/wscheck ws://127.0.0.1:{port}/ --only"),
+    );
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.contains("Verdict: use ws://127.0.0.1:"), "{table}");
+
+    let task = format!(
+        "./wscheck chat.apps.internal --connect-to chat.apps.internal:8080:127.0.0.1:{port} --format json"
+    );
+    let (code, json) = in_container(&app, &home, &task);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("JSON report");
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["verdict"]["ok"], true, "{report:#}");
+    assert_eq!(report["probes"][0]["url"], "ws://chat.apps.internal:8080/");
+    assert_eq!(report["probes"][0]["diagnosis"]["code"], "ok");
+    assert_eq!(
+        report["app"]["info"]["environment"]["instance_guid"],
+        "9a1c-bundle"
+    );
+    std::fs::remove_dir_all(&home).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,6 +207,8 @@ async fn the_documented_build_fills_the_manifest_path_with_a_binary_that_runs_on
         "Hi, this is the Echo-Server"
     );
     assert_eq!(round_trip(&mut ws, "bundle").await.unwrap(), "Echo: bundle");
+
+    probe_from_inside(&bundle, port);
 
     // `exec` means the server itself gets the SIGTERM CF sends, and exits 0.
     let started = Instant::now();

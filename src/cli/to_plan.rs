@@ -12,8 +12,8 @@ use crate::demo::Scenario;
 use crate::error::{Error, Usage};
 use crate::load::{LoadSettings, MAX_IN_FLIGHT, MIN_SIZE};
 use crate::plan::{
-    Candidate, DEFAULT_MATRIX, Deep, EnvProxy, Origin, Plan, Proxies, Scheme, Target,
-    parse_connect_to, parse_header, parse_port_item, parse_proxy, parse_resolve,
+    APP_PORT, Candidate, DEFAULT_MATRIX, Deep, EnvProxy, Origin, Plan, Proxies, Scheme, Target,
+    is_internal_host, parse_connect_to, parse_header, parse_port_item, parse_proxy, parse_resolve,
     parse_stomp_header, parse_target,
 };
 use crate::preflight::AppPlan;
@@ -276,8 +276,15 @@ fn matrix(target: &Target, args: &CheckArgs) -> Result<Vec<Candidate>, Usage> {
             schemes.push(scheme);
         }
     }
+    // An internal route answers plain ws:// on the app's port, not 443/80 (an explicit
+    // port, in TARGET or --ports, wins).
+    let internal = is_internal_host(target.bare_host());
     if schemes.is_empty() {
-        schemes = vec![Scheme::Wss, Scheme::Ws];
+        schemes = if internal {
+            vec![Scheme::Ws]
+        } else {
+            vec![Scheme::Wss, Scheme::Ws]
+        };
     }
     let mut matrix: Vec<(Scheme, Option<u16>)> = Vec::new();
     let mut push = |entry: (Scheme, Option<u16>)| {
@@ -289,8 +296,14 @@ fn matrix(target: &Target, args: &CheckArgs) -> Result<Vec<Candidate>, Usage> {
         push(given);
     }
     if args.only {
-        if target.given.is_none() {
-            push((Scheme::Wss, None));
+        match target.given {
+            None if internal => push((schemes[0], Some(APP_PORT))),
+            None => push((Scheme::Wss, None)),
+            Some(_) => {}
+        }
+    } else if ports.is_empty() && internal {
+        if !matches!(target.given, Some((_, Some(_)))) {
+            schemes.iter().for_each(|s| push((*s, Some(APP_PORT))));
         }
     } else if ports.is_empty() {
         DEFAULT_MATRIX
@@ -557,6 +570,46 @@ mod tests {
 
     fn urls(plan: &Plan) -> Vec<&str> {
         plan.candidates.iter().map(|c| c.url.as_str()).collect()
+    }
+
+    #[test]
+    fn an_internal_route_is_probed_on_the_app_port() {
+        let urls_of = |argv: &[&str]| -> Vec<String> {
+            urls(&plan(argv).unwrap())
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(
+            urls_of(&["chat.apps.internal"]),
+            ["ws://chat.apps.internal:8080/"]
+        );
+        assert_eq!(
+            urls_of(&["chat.apps.internal", "--only"]),
+            ["ws://chat.apps.internal:8080/"]
+        );
+        // An explicit port wins; a URL without one keeps its neighbour on the app port.
+        assert_eq!(
+            urls_of(&["ws://chat.apps.internal:9000/x"]),
+            ["ws://chat.apps.internal:9000/x"]
+        );
+        assert_eq!(
+            urls_of(&["ws://chat.apps.internal/"]),
+            ["ws://chat.apps.internal/", "ws://chat.apps.internal:8080/"]
+        );
+        assert_eq!(
+            urls_of(&["chat.apps.internal", "--ports", "61443"]),
+            ["ws://chat.apps.internal:61443/"]
+        );
+        assert_eq!(
+            urls_of(&["chat.apps.internal", "--schemes", "wss"]),
+            ["wss://chat.apps.internal:8080/"]
+        );
+        let upper = plan(&["CHAT.Apps.Internal."]).unwrap();
+        assert!(upper.candidates[0].is_internal());
+        assert_eq!(upper.asked(), 0);
+        let outside = plan(&["chat.apps.internal.example.com"]).unwrap();
+        assert!(!outside.candidates[0].is_internal());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
@@ -20,7 +21,7 @@ use crate::probe::ws::{close_key, cut_kind, ms, read_info};
 use crate::probe::{ProbeResult, Timings, Ws, open};
 
 /// Everything the deep checks found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DeepReport {
     /// The URL the checks ran over.
     pub url: String,
@@ -34,7 +35,7 @@ pub struct DeepReport {
 }
 
 /// A problem a deep check found, with a diagnosis code like a probe's.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Finding {
     pub code: Code,
     pub summary: &'static str,
@@ -55,7 +56,7 @@ impl Finding {
 }
 
 /// How a held connection ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Cut {
     pub after_ms: f64,
     /// `close` (a close frame), `eof` (TCP closed without one), `reset`, or `error`.
@@ -64,7 +65,7 @@ pub struct Cut {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct HoldResult {
     pub requested_ms: f64,
     pub survived: bool,
@@ -81,14 +82,14 @@ pub struct HoldResult {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Text,
     Binary,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SizeResult {
     pub size: usize,
     pub kind: Kind,
@@ -98,14 +99,14 @@ pub struct SizeResult {
     pub rtt_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SizesResult {
     pub results: Vec<SizeResult>,
     /// Largest size that passed as text and as binary.
     pub largest_ok: Option<usize>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct LatencyResult {
     pub requested: u32,
     pub completed: u32,
@@ -118,14 +119,14 @@ pub struct LatencyResult {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct InstanceCount {
     pub index: Option<String>,
     pub guid: Option<String>,
     pub connections: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct InstancesResult {
     pub requested: u32,
     pub opened: u32,

@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::plan::{Candidate, Plan};
@@ -19,7 +20,7 @@ use crate::probe::tls::TlsSetup;
 /// small app under round robin.
 pub const DEFAULT_SESSIONS: u32 = 6;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct PollingResult {
     /// The polling URL's path (`/socket.io/?EIO=4&transport=polling`).
     pub path: String,

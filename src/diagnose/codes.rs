@@ -2,10 +2,11 @@
 //! to do about it. README's troubleshooting section repeats these texts word for word (a
 //! test keeps the two in step).
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Stable diagnosis codes (snake_case in every output format).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     Ok,
@@ -14,6 +15,8 @@ pub enum Code {
     DnsFailure,
     ConnectRefused,
     ConnectTimeout,
+    /// A `*.apps.internal` route's port gets no answer: no network policy lets the traffic in.
+    InternalRouteNoPolicy,
     TlsHandshakeFailed,
     TlsHandshakeTimeout,
     TlsCertUntrusted,
@@ -78,13 +81,14 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 67] = [
+    pub const ALL: [Code; 68] = [
         Code::Ok,
         Code::OkUnverifiedEcho,
         Code::OkProtocol,
         Code::DnsFailure,
         Code::ConnectRefused,
         Code::ConnectTimeout,
+        Code::InternalRouteNoPolicy,
         Code::TlsHandshakeFailed,
         Code::TlsHandshakeTimeout,
         Code::TlsCertUntrusted,
@@ -156,6 +160,7 @@ impl Code {
             Code::DnsFailure => "dns_failure",
             Code::ConnectRefused => "connect_refused",
             Code::ConnectTimeout => "connect_timeout",
+            Code::InternalRouteNoPolicy => "internal_route_no_policy",
             Code::TlsHandshakeFailed => "tls_handshake_failed",
             Code::TlsHandshakeTimeout => "tls_handshake_timeout",
             Code::TlsCertUntrusted => "tls_cert_untrusted",
@@ -241,6 +246,9 @@ impl Code {
             Code::ConnectRefused => "Nothing accepts TCP connections on this port.",
             Code::ConnectTimeout => {
                 "TCP connections to this port get no answer (filtered or black-holed)."
+            }
+            Code::InternalRouteNoPolicy => {
+                "Nothing answers on this port of an internal route (`*.apps.internal`): Cloud Foundry drops container-to-container traffic that no network policy allows."
             }
             Code::TlsHandshakeFailed => "The TLS handshake was answered, and it failed.",
             Code::TlsHandshakeTimeout => {
@@ -424,6 +432,9 @@ impl Code {
             }
             Code::ConnectTimeout => {
                 "Use wss://<route> without a port. If that times out too, a firewall or proxy blocks the way: try from another network or set --connect-timeout higher."
+            }
+            Code::InternalRouteNoPolicy => {
+                "Allow the app that connects to reach the app behind the route: `cf add-network-policy SOURCE_APP DEST_APP --port 8080 --protocol tcp` (the port DEST_APP listens on; `cf network-policies` lists them). Dial internal routes on that port with ws://, from inside the foundation (cf ssh, cf run-task)."
             }
             Code::TlsHandshakeFailed => {
                 "Check that this port speaks TLS and that the client offers TLS 1.2 or 1.3; see the detail for the handshake error."

@@ -111,7 +111,34 @@ fn meaning(result: &ProbeResult, code: Code) -> Vec<String> {
         }
         Code::AppUnreachable => endpoint_failure(result).into_iter().collect(),
         Code::ClosedDuringEcho => close(result).into_iter().collect(),
+        Code::InternalRouteNoPolicy | Code::ConnectRefused | Code::DnsFailure
+            if result.candidate.is_internal() =>
+        {
+            vec![internal_route(result, code)]
+        }
         _ => Vec::new(),
+    }
+}
+
+/// What a failure means on an internal route (`*.apps.internal`).
+fn internal_route(result: &ProbeResult, code: Code) -> String {
+    let port = result.candidate.port;
+    let host = result
+        .candidate
+        .host_header
+        .split(':')
+        .next()
+        .unwrap_or_default();
+    match code {
+        Code::DnsFailure => format!(
+            "{host} resolves only inside Cloud Foundry's containers: run wscheck there (cf ssh APP -c 'app/wscheck {host}', or cf run-task)"
+        ),
+        Code::ConnectRefused => format!(
+            "an internal route: the refusal came from the app's container, so a network policy lets port {port} through but nothing listens there (the app must listen on 0.0.0.0:{port}); without a policy (cf network-policies) add one: cf add-network-policy SOURCE_APP DEST_APP --port {port} --protocol tcp"
+        ),
+        _ => format!(
+            "no network policy lets this app reach port {port} of the apps behind {host}: cf add-network-policy SOURCE_APP DEST_APP --port {port} --protocol tcp"
+        ),
     }
 }
 

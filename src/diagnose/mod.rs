@@ -8,6 +8,7 @@ mod detail;
 mod stacks;
 mod status;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::probe::{FailureKind, ProbeResult};
@@ -16,7 +17,7 @@ use detail::detail;
 pub use status::AnsweredBy;
 use status::{answered_by, classify_status};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Diagnosis {
     pub code: Code,
     /// One line: what happened.
@@ -38,6 +39,9 @@ pub fn diagnose(result: &ProbeResult) -> Diagnosis {
         Some(failure) => match failure.kind {
             FailureKind::DnsFailed | FailureKind::DnsTimeout => Code::DnsFailure,
             FailureKind::ConnectRefused | FailureKind::ConnectFailed => Code::ConnectRefused,
+            FailureKind::ConnectTimeout if result.candidate.is_internal() => {
+                Code::InternalRouteNoPolicy
+            }
             FailureKind::ConnectTimeout => Code::ConnectTimeout,
             FailureKind::TlsToPlainPeer => Code::TlsToPlainPort,
             FailureKind::ProxyAuthRequired => Code::ProxyAuthRequired,
@@ -90,7 +94,7 @@ fn moved_to_socketio_path(result: &ProbeResult) -> bool {
 }
 
 /// Connections that could not open, counted by diagnosis code.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct FailureCount {
     pub code: Code,
     pub connections: u32,
@@ -148,6 +152,37 @@ mod tests {
             echo: None,
             protocol: None,
         }
+    }
+
+    #[test]
+    fn internal_routes_tell_a_missing_network_policy() {
+        let target = Target {
+            input: "chat.apps.internal".into(),
+            host: "chat.apps.internal".into(),
+            path: "/".into(),
+            given: None,
+            userinfo: None,
+        };
+        let internal = |kind| ProbeResult {
+            candidate: Candidate::new(&target, Scheme::Ws, Some(8080)),
+            ..result(Some(kind), None)
+        };
+        let timeout = diagnose(&internal(FailureKind::ConnectTimeout));
+        assert_eq!(timeout.code, Code::InternalRouteNoPolicy);
+        assert!(
+            timeout.detail.contains("--port 8080 --protocol tcp"),
+            "{timeout:?}"
+        );
+        let dns = diagnose(&internal(FailureKind::DnsFailed));
+        assert_eq!(dns.code, Code::DnsFailure);
+        assert!(
+            dns.detail.contains("app/wscheck chat.apps.internal"),
+            "{dns:?}"
+        );
+        // Outside the internal domain a time-out stays a time-out.
+        let outside = diagnose(&result(Some(FailureKind::ConnectTimeout), None));
+        assert_eq!(outside.code, Code::ConnectTimeout);
+        assert!(!outside.detail.contains("network policy"), "{outside:?}");
     }
 
     fn refused(status: u16, headers: &[(&str, &str)], body: &str) -> ProbeResult {

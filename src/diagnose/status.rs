@@ -1,6 +1,7 @@
 //! What an answer tells: who gave it (router, approuter, bundled server, app, proxy) and
 //! which code a refusal (any status but 101) stands for.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::codes::Code;
@@ -8,7 +9,7 @@ use crate::probe::echo::PeerKind;
 use crate::probe::{FailureKind, ProbeResult};
 
 /// Who produced the answer the diagnosis rests on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AnsweredBy {
     /// Nobody: the failure came before any peer spoke (DNS, TCP, a silent TLS port, an

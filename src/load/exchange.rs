@@ -10,6 +10,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::settings::LoadSettings;
@@ -59,7 +60,7 @@ fn is_echo(reply: &str, id: u32, seq: u64, size: usize, header: &mut String) -> 
             .all(|b| *b == b'x')
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct MessagesView {
     pub sent: u64,
     /// Echoes received for messages sent in the measured window.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::diagnose::FailureCount;
@@ -22,7 +23,7 @@ pub use exchange::MessagesView;
 use exchange::{Tally, Window, new_histogram, one_connection};
 pub use settings::{LoadSettings, MAX_IN_FLIGHT, MIN_SIZE};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct LoadReport {
     pub schema_version: u32,
     /// Always `load`: tells this document from a probe report.
@@ -45,7 +46,7 @@ pub struct LoadReport {
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SettingsView {
     pub mode: &'static str,
     pub connections: u32,
@@ -58,7 +59,7 @@ pub struct SettingsView {
     pub warmup_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ConnectionsView {
     pub requested: u32,
     pub opened: u32,
@@ -68,7 +69,7 @@ pub struct ConnectionsView {
     pub dropped: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct LatencyView {
     pub min: u64,
     pub p50: u64,

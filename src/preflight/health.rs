@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,7 +25,7 @@ const SETTLED: Duration = Duration::from_secs(2);
 const HTTP_WAIT: Duration = Duration::from_secs(1);
 
 /// What the health check saw.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct HealthCheck {
     #[serde(rename = "type")]
     pub kind: HealthCheckType,

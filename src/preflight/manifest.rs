@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::error::Error;
@@ -13,7 +14,7 @@ use crate::error::Error;
 pub const DEFAULT_TIMEOUT_S: u64 = 60;
 
 /// CF's health check kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthCheckType {
     Port,
@@ -34,7 +35,7 @@ impl HealthCheckType {
 }
 
 /// The app to run, as the manifest (or the command line) describes it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct AppManifest {
     /// The manifest file read, if any.
     pub file: Option<PathBuf>,
@@ -51,6 +52,7 @@ pub struct AppManifest {
     pub routes: Vec<String>,
     /// The manifest's `env`; values are not reported (they may be secrets).
     #[serde(serialize_with = "names_only")]
+    #[schemars(with = "Vec<String>")]
     pub env: BTreeMap<String, String>,
     /// The folder the app runs in (the manifest's `path`, relative to it).
     pub dir: PathBuf,

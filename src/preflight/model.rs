@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::health::HealthCheck;
@@ -21,7 +22,7 @@ pub struct AppPlan {
 }
 
 /// The app report (`"kind": "app"`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct AppReport {
     pub schema_version: u32,
     /// Always `app`: tells this document from a route or load report.
@@ -39,7 +40,7 @@ pub struct AppReport {
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ProcessView {
     pub pid: u32,
     /// `$PORT`.
@@ -51,7 +52,7 @@ pub struct ProcessView {
     pub output_tail: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct WebsocketView {
     /// The app's WebSocket on `$PORT`, directly.
     pub direct: Option<Report>,
@@ -62,7 +63,7 @@ pub struct WebsocketView {
     pub other_port: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ShutdownView {
     pub signal: &'static str,
     pub exited_after_ms: Option<f64>,
@@ -70,7 +71,7 @@ pub struct ShutdownView {
     pub killed: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct MemoryView {
     pub peak_rss_mib: Option<f64>,
     pub limit_mib: Option<u64>,

@@ -8,7 +8,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -23,7 +25,7 @@ const KEPT_LINES: usize = 40;
 pub const KILL_AFTER: Duration = Duration::from_secs(10);
 
 /// How the process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Exit {
     pub code: Option<i32>,
     pub signal: Option<i32>,
@@ -84,9 +86,10 @@ impl App {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // A group of its own: the whole tree can be killed at the end, none left behind.
-            .process_group(0)
             .kill_on_drop(true);
+        // A group of its own: the whole tree can be killed at the end, none left behind.
+        #[cfg(unix)]
+        command.process_group(0);
         let mut child = command
             .spawn()
             .map_err(|e| Error::Setup(format!("cannot run bash in {}: {e}", app.dir.display())))?;
@@ -143,9 +146,7 @@ impl App {
         if self.exited().is_some() {
             return Some(Duration::ZERO);
         }
-        if let Some(pid) = Pid::from_raw(self.pid as i32) {
-            let _ = kill_process(pid, Signal::TERM);
-        }
+        self.terminate();
         let waited = tokio::time::timeout(KILL_AFTER, self.child.wait()).await;
         self.kill_group();
         match waited {
@@ -157,12 +158,31 @@ impl App {
         }
     }
 
+    /// SIGTERM to the process CF started.
+    #[cfg(unix)]
+    fn terminate(&mut self) {
+        if let Some(pid) = Pid::from_raw(self.pid as i32) {
+            let _ = kill_process(pid, Signal::TERM);
+        }
+    }
+
+    /// Windows has no SIGTERM: the process is killed.
+    #[cfg(not(unix))]
+    fn terminate(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
     /// Kills what is left of the group (children a shell did not pass SIGTERM on to).
+    #[cfg(unix)]
     pub fn kill_group(&self) {
         if let Some(pid) = Pid::from_raw(self.pid as i32) {
             let _ = kill_process_group(pid, Signal::KILL);
         }
     }
+
+    /// No process groups on Windows: the child is killed when dropped.
+    #[cfg(not(unix))]
+    pub fn kill_group(&self) {}
 }
 
 impl Drop for App {
@@ -171,11 +191,20 @@ impl Drop for App {
     }
 }
 
+#[cfg(unix)]
 fn exit_of(status: std::process::ExitStatus) -> Exit {
     use std::os::unix::process::ExitStatusExt;
     Exit {
         code: status.code(),
         signal: status.signal(),
+    }
+}
+
+#[cfg(not(unix))]
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    Exit {
+        code: status.code(),
+        signal: None,
     }
 }
 

@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_tungstenite::tungstenite::handshake::client::Response;
@@ -19,7 +20,7 @@ const ENCODED_LIMIT: usize = 8 * BODY_LIMIT;
 const EXCERPT_CHARS: usize = 160;
 
 /// An HTTP answer other than 101 (or the 101 itself), as received.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct HttpResponse {
     pub status: u16,
     pub reason: String,

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
@@ -17,7 +18,7 @@ use super::failure::{Failure, FailureKind};
 pub const UNKNOWN_PEER_ECHO_WAIT: Duration = Duration::from_secs(2);
 
 /// What sort of WebSocket peer answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerKind {
     /// This project's server (`X-Wscheck-Server` on the 101).
@@ -27,7 +28,7 @@ pub enum PeerKind {
     Unknown,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct EchoInfo {
     pub sent: String,
     pub greeting: Option<String>,

@@ -1,10 +1,11 @@
 //! What went wrong in a probe, precisely enough for a diagnosis: each stage converts its
 //! own errors into one of these.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// What went wrong, precisely enough for a diagnosis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     DnsFailed,
@@ -51,7 +52,7 @@ pub enum FailureKind {
     ProtocolMismatch,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Failure {
     pub kind: FailureKind,
     pub message: String,

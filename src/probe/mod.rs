@@ -1,7 +1,7 @@
 //! Probing: every candidate URL at once, each staged by hand (DNS, TCP, proxy, TLS,
-//! upgrade, echo), one function per stage under its own timeout, each converting its own
-//! failure. A result is data (stage reached, failure kind, timings, what was seen), never
-//! an `Err`.
+//! upgrade, then the echo or the application protocol's opening), one function per stage
+//! under its own timeout, each converting its own failure. A result is data (stage
+//! reached, failure kind, timings, what was seen), never an `Err`.
 
 pub mod answer;
 mod detect;

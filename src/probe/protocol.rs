@@ -3,6 +3,7 @@
 //! report. The openings themselves live one module each (`socketio`, `graphql`, `stomp`,
 //! `sockjs`).
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -38,7 +39,7 @@ pub const GRAPHQL_SUBPROTOCOLS: [&str; 2] = ["graphql-transport-ws", "graphql-ws
 pub const STOMP_SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
 
 /// What a protocol's opening said (`protocol` in the JSON; `null` for a raw WebSocket).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ProtocolInfo {
     pub name: &'static str,
     pub version: Option<String>,

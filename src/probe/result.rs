@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::echo::{EchoInfo, PeerKind};
@@ -15,7 +16,7 @@ use super::ws::ms_since;
 use crate::plan::{Candidate, Proxy, Route};
 
 /// The stages of a probe, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Dns,
@@ -47,7 +48,7 @@ impl Stage {
 }
 
 /// Milliseconds spent in each stage.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct Timings {
     pub dns: Option<f64>,
     pub connect: Option<f64>,
@@ -76,7 +77,7 @@ impl Timings {
 }
 
 /// Where the connection went.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct RouteInfo {
     /// Host and port dialled (after `--connect-to`).
     pub host: String,
@@ -103,7 +104,7 @@ impl RouteInfo {
 }
 
 /// Everything one probe saw.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ProbeResult {
     #[serde(flatten)]
     pub candidate: Candidate,

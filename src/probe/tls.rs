@@ -11,6 +11,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -75,7 +76,7 @@ impl TlsSetup {
 }
 
 /// What the handshake showed.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct TlsInfo {
     pub version: Option<String>,
     pub cipher: Option<String>,
@@ -87,7 +88,7 @@ pub struct TlsInfo {
     pub certificate: Option<CertificateInfo>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CertificateInfo {
     pub subject: String,
     pub issuer: String,
@@ -98,7 +99,7 @@ pub struct CertificateInfo {
     pub expires_in_days: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CertificateProblem {
     Untrusted,

@@ -1,6 +1,7 @@
 //! The report's data: probe results with their diagnoses, the verdict, what reached the
 //! app and the deep checks; built (and redacted) once, then rendered by any format.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use wscheck_server::info::{Header, Info};
 
@@ -58,7 +59,7 @@ pub fn now_utc() -> String {
     now.format(&format).unwrap_or_default()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Report {
     pub schema_version: u32,
     pub tool: Tool,
@@ -81,7 +82,7 @@ pub struct Report {
 }
 
 /// Which program wrote a report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Tool {
     pub name: &'static str,
     pub version: &'static str,
@@ -95,14 +96,14 @@ impl Tool {
     };
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct TargetView {
     pub input: String,
     pub host: String,
     pub path: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Verdict {
     /// The URL asked about works end to end (exit code 0): TARGET itself for a URL, the
     /// canonical `wss://<route><path>` for a bare route.
@@ -122,7 +123,7 @@ pub struct Verdict {
 }
 
 /// One probe as reported: what it saw, plus its diagnosis.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ProbeView {
     #[serde(flatten)]
     pub result: ProbeResult,
@@ -150,7 +151,7 @@ impl ProbeView {
 }
 
 /// What the bundled server saw of the probe's upgrade request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct AppView {
     /// The URL whose `/.wscheck/ws` was read.
     pub via_url: String,
@@ -420,7 +421,7 @@ fn works(asked: &ProbeView, canonical: Option<&ProbeView>, probes: &[ProbeView])
 
 /// `, but unencrypted (plaintext ws://)` for a ws:// URL: never recommended silently.
 fn plaintext_warning(probe: &ProbeView) -> &'static str {
-    if probe.result.candidate.scheme == Scheme::Ws {
+    if probe.result.candidate.scheme == Scheme::Ws && !probe.result.candidate.is_internal() {
         ", but unencrypted (plaintext ws://)"
     } else {
         ""
