@@ -5,13 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::failure::{Failure, FailureKind};
+use super::opening::{self, Next};
 use super::protocol::ProtocolInfo;
 
 /// Runs the opening over a WebSocket whose server picked `subprotocol`.
@@ -38,17 +37,10 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     info: &mut ProtocolInfo,
 ) -> Result<(), Failure> {
     let init = r#"{"type":"connection_init","payload":{}}"#;
-    let sent = tokio::time::timeout_at(deadline.into(), ws.send(Message::text(init))).await;
-    if !matches!(sent, Ok(Ok(()))) {
-        return Err(failed("could not send connection_init"));
-    }
+    opening::send(ws, init, deadline, "GraphQL").await?;
     loop {
-        let next = match tokio::time::timeout_at(deadline.into(), ws.next()).await {
-            Err(_) => return Err(failed("no connection_ack within the probe timeout")),
-            Ok(next) => next,
-        };
-        match next {
-            Some(Ok(Message::Text(text))) => {
+        match opening::next(ws, deadline, "GraphQL").await? {
+            Next::Text(text) => {
                 let message: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 match message["type"].as_str() {
                     Some("connection_ack") => {
@@ -65,10 +57,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                     _ => {}
                 }
             }
-            Some(Ok(Message::Close(frame))) => {
-                let (code, reason) = frame
-                    .map(|f| (u16::from(f.code), f.reason.to_string()))
-                    .unwrap_or((1005, String::new()));
+            Next::Closed(code, reason) => {
                 info.said.insert("close_code".to_owned(), Value::from(code));
                 info.said
                     .insert("close_reason".to_owned(), Value::from(reason.clone()));
@@ -77,9 +66,6 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                     meaning(code)
                 )));
             }
-            Some(Ok(_)) => {}
-            Some(Err(error)) => return Err(failed(&error.to_string())),
-            None => return Err(failed("the connection ended before connection_ack")),
         }
     }
 }
@@ -107,8 +93,4 @@ fn meaning(code: u16) -> &'static str {
 
 fn refused(message: String) -> Failure {
     Failure::new(FailureKind::ProtocolRefused, message)
-}
-
-fn failed(message: &str) -> Failure {
-    Failure::new(FailureKind::ProtocolFailed, message.to_owned())
 }

@@ -10,6 +10,7 @@ pub mod echo;
 pub mod failure;
 pub mod graphql;
 pub mod http;
+pub mod opening;
 pub mod protocol;
 pub mod proxy;
 pub mod result;

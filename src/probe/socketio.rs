@@ -7,13 +7,14 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::failure::{Failure, FailureKind};
+use super::opening::{self, Next, clip};
 use super::protocol::ProtocolInfo;
 
 /// Runs the opening; `first` is the open packet when it was already read. Returns what the
@@ -159,41 +160,16 @@ fn refused(packet: &str, info: &mut ProtocolInfo) -> Failure {
     )
 }
 
+/// The next packet; a close ends the opening.
 async fn next_text<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     deadline: Instant,
 ) -> Result<String, Failure> {
-    loop {
-        let next = tokio::time::timeout_at(deadline.into(), ws.next()).await;
-        match next {
-            Err(_) => {
-                return Err(Failure::new(
-                    FailureKind::ProtocolFailed,
-                    "the socket.io opening did not complete within the probe timeout",
-                ));
-            }
-            Ok(Some(Ok(Message::Text(text)))) => return Ok(text.to_string()),
-            Ok(Some(Ok(Message::Close(frame)))) => {
-                let why = frame.map(|f| format!("{} {}", u16::from(f.code), f.reason));
-                return Err(Failure::new(
-                    FailureKind::ProtocolFailed,
-                    format!(
-                        "the server closed during the socket.io opening ({})",
-                        why.unwrap_or_default()
-                    ),
-                ));
-            }
-            Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(error))) => {
-                return Err(Failure::new(FailureKind::ProtocolFailed, error.to_string()));
-            }
-            Ok(None) => {
-                return Err(Failure::new(
-                    FailureKind::ProtocolFailed,
-                    "the connection ended during the socket.io opening",
-                ));
-            }
-        }
+    match opening::next(ws, deadline, "socket.io").await? {
+        Next::Text(text) => Ok(text),
+        Next::Closed(code, reason) => Err(opening::failed(format!(
+            "the server closed during the socket.io opening ({code} {reason})"
+        ))),
     }
 }
 
@@ -202,15 +178,5 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     packet: &str,
     deadline: Instant,
 ) -> Result<(), Failure> {
-    match tokio::time::timeout_at(deadline.into(), ws.send(Message::text(packet))).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(Failure::new(
-            FailureKind::ProtocolFailed,
-            format!("could not send the socket.io packet {packet:?}"),
-        )),
-    }
-}
-
-fn clip(text: &str) -> String {
-    text.chars().take(80).collect()
+    opening::send(ws, packet, deadline, "socket.io").await
 }

@@ -5,12 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Map, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::answer::HttpResponse;
 use super::failure::{Failure, FailureKind};
+use super::opening::{self, Next, failed};
 use super::protocol::ProtocolInfo;
 use super::tls::TlsSetup;
 use super::{ProbeResult, Stage, Ws, echo, http, open};
@@ -173,37 +174,19 @@ async fn opening(
     Ok(())
 }
 
-/// The next SockJS frame (heartbeats `h` skipped).
+/// The next SockJS frame (heartbeats `h` skipped); a close ends the opening.
 async fn next_frame(ws: &mut Ws<'_>, deadline: Instant) -> Result<String, Failure> {
     loop {
-        match tokio::time::timeout_at(deadline.into(), ws.next()).await {
-            Err(_) => {
-                return Err(failed(
-                    "no SockJS frame within the probe timeout".to_owned(),
-                ));
-            }
-            Ok(Some(Ok(Message::Text(text)))) if text.as_str() == "h" => {}
-            Ok(Some(Ok(Message::Text(text)))) => return Ok(text.to_string()),
-            Ok(Some(Ok(Message::Close(frame)))) => {
-                let why = frame.map(|f| format!("{} {}", u16::from(f.code), f.reason));
+        match opening::next(ws, deadline, "SockJS").await? {
+            Next::Text(text) if text == "h" => {}
+            Next::Text(text) => return Ok(text),
+            Next::Closed(code, reason) => {
                 return Err(failed(format!(
-                    "the server closed the WebSocket during SockJS's opening ({})",
-                    why.unwrap_or_default()
+                    "the server closed the WebSocket during SockJS's opening ({code} {reason})"
                 )));
-            }
-            Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(error))) => return Err(failed(error.to_string())),
-            Ok(None) => {
-                return Err(failed(
-                    "the connection ended during SockJS's opening".to_owned(),
-                ));
             }
         }
     }
-}
-
-fn failed(message: String) -> Failure {
-    Failure::new(FailureKind::ProtocolFailed, message)
 }
 
 #[cfg(test)]

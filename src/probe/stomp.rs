@@ -5,20 +5,18 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::failure::{Failure, FailureKind};
+use super::opening::{self, Next, clip, failed};
 use super::protocol::ProtocolInfo;
 
 /// The heart-beat we offer: what stomp.js offers by default (10 s each way).
 const HEART_BEAT: &str = "10000,10000";
-
-/// Headers whose values are secrets: never copied into the report.
-const SECRET_HEADERS: [&str; 2] = ["passcode", "login"];
 
 /// The CONNECT frame: our defaults, then the user's headers (which replace a default of
 /// the same name).
@@ -113,36 +111,22 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     deadline: Instant,
     info: &mut ProtocolInfo,
 ) -> Result<(), Failure> {
-    let connect = connect_frame(user_headers);
-    let sent = tokio::time::timeout_at(deadline.into(), ws.send(Message::text(connect))).await;
-    if !matches!(sent, Ok(Ok(()))) {
-        return Err(failed("could not send CONNECT".to_owned()));
-    }
+    opening::send(ws, &connect_frame(user_headers), deadline, "STOMP").await?;
     loop {
-        let text = match tokio::time::timeout_at(deadline.into(), ws.next()).await {
-            Err(_) => return Err(failed("no CONNECTED within the probe timeout".to_owned())),
-            Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
-            Ok(Some(Ok(Message::Binary(bytes)))) => String::from_utf8_lossy(&bytes).into_owned(),
-            Ok(Some(Ok(Message::Close(frame)))) => {
-                let why = frame.map(|f| format!("{} {}", u16::from(f.code), f.reason));
+        let text = match opening::next(ws, deadline, "STOMP").await? {
+            Next::Text(text) => text,
+            Next::Closed(code, reason) => {
                 return Err(failed(format!(
-                    "the broker closed the WebSocket instead of answering CONNECT ({})",
-                    why.unwrap_or_default()
+                    "the broker closed the WebSocket instead of answering CONNECT ({code} {reason})"
                 )));
             }
-            Ok(Some(Ok(_))) => continue,
-            Ok(Some(Err(error))) => return Err(failed(error.to_string())),
-            Ok(None) => return Err(failed("the connection ended before CONNECTED".to_owned())),
         };
         // Heart-beats are bare EOLs.
         if text.trim().is_empty() {
             continue;
         }
         let Some(frame) = Frame::parse(&text) else {
-            return Err(failed(format!(
-                "expected CONNECTED, got {:?}",
-                text.chars().take(80).collect::<String>()
-            )));
+            return Err(failed(format!("expected CONNECTED, got {:?}", clip(&text))));
         };
         return answered(frame, info);
     }
@@ -150,10 +134,9 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// CONNECTED completes the opening; ERROR is the broker's refusal.
 fn answered(frame: Frame, info: &mut ProtocolInfo) -> Result<(), Failure> {
+    // Only the broker's own headers are kept: nothing of our CONNECT (login, passcode).
     let keep = |info: &mut ProtocolInfo, header: &str, key: &str| {
-        if let Some(value) = frame.header(header)
-            && !SECRET_HEADERS.contains(&header)
-        {
+        if let Some(value) = frame.header(header) {
             info.said.insert(key.to_owned(), Value::from(value));
         }
     };
@@ -183,10 +166,6 @@ fn answered(frame: Frame, info: &mut ProtocolInfo) -> Result<(), Failure> {
         }
         other => Err(failed(format!("expected CONNECTED, got a {other} frame"))),
     }
-}
-
-fn failed(message: String) -> Failure {
-    Failure::new(FailureKind::ProtocolFailed, message)
 }
 
 #[cfg(test)]
