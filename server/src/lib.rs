@@ -4,6 +4,7 @@
 //! until the shutdown token fires; then every socket is closed with 1001 "going away".
 
 mod config;
+mod echo;
 mod http;
 pub mod info;
 mod linger;

@@ -18,14 +18,15 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, Role, WebSocketConfig, WebSocketContext,
 };
-use tokio_tungstenite::tungstenite::{Bytes, Message};
 
+use crate::echo;
 use crate::info::Info;
 use crate::protocol::{ECHO_PREFIX, GREETING};
 use crate::shared::{Beat, Shared};
@@ -38,8 +39,13 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// message, say); `CLOSE_TIMEOUT` bounds the wait anyway.
 const CLOSE_DISCARD_LIMIT: usize = 64 * 1024 * 1024;
 
+/// The most output capacity a thread keeps between bursts.
+const OUTPUT_KEPT: usize = 256 * 1024;
+
 thread_local! {
     static SCRATCH_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
+    /// Answers are written here, and sent from here when the socket takes them all.
+    static OUTPUT_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 pub fn websocket_config(max_message_size: usize) -> WebSocketConfig {
@@ -321,54 +327,69 @@ impl Session {
         End::ClosedByServer(code.into(), reason)
     }
 
-    /// Sends one message of ours (greeting, info, ping) into `output`.
-    fn send(&mut self, message: Message, output: &mut Vec<u8>) -> Result<(), End> {
-        let mut feed = Feed { input: &[], output };
-        let context = self.context();
-        context
-            .write(&mut feed, message)
-            .and_then(|()| context.flush(&mut feed))
-            .map_err(|e| End::Vanished(e.to_string()))?;
+    /// Sends one text message of ours (greeting, introspection document) into `output`.
+    fn send_text(&mut self, text: &str, output: &mut Vec<u8>) {
+        echo::write_text(output, text);
         self.messages_out += 1;
-        self.release_if_idle();
-        Ok(())
     }
 
-    /// Handles newly read bytes: whole frames go through the protocol, an unfinished one
-    /// waits in `partial`.
+    /// Answers the simple frames at the start of `data` without the protocol engine (only
+    /// when no fragmented message is under way: then the engine has the stream's state).
+    /// The bytes answered.
+    fn answer_simple(&mut self, data: &[u8], output: &mut Vec<u8>) -> usize {
+        if self.context.is_some() {
+            return 0;
+        }
+        let answered = echo::answer_simple(data, self.max_message_size, output);
+        self.messages_in += answered.messages;
+        self.messages_out += answered.messages;
+        answered.consumed
+    }
+
+    /// Handles newly read bytes (a burst, for tests and the fuzz targets).
     pub fn receive(&mut self, bytes: &[u8]) -> Burst {
         let mut output = Vec::new();
-        let after_close = |end: &Option<End>, data: &[u8], oversize| {
-            matches!(end, Some(End::ClosedByServer(..))).then(|| CloseScan::after(data, oversize))
-        };
-        let (end, after_close) = if self.partial.is_empty() {
-            let (whole, oversize) = self.whole_frames(bytes);
-            let end = self.process(&bytes[..whole], &mut output);
-            if end.is_none() && whole < bytes.len() {
-                self.partial = bytes[whole..].to_vec();
-            }
-            let after_close = after_close(&end, bytes, oversize);
-            (end, after_close)
-        } else {
-            let mut data = std::mem::take(&mut self.partial);
-            data.extend_from_slice(bytes);
-            let (whole, oversize) = self.whole_frames(&data);
-            let end = self.process(&data[..whole], &mut output);
-            let after_close = after_close(&end, &data, oversize);
-            if end.is_none() && whole < data.len() {
-                data.drain(..whole);
-                self.partial = data;
-            }
-            (end, after_close)
-        };
-        if end.is_none() {
-            self.release_if_idle();
-        }
+        let (end, after_close) = self.receive_into(bytes, &mut output);
         Burst {
             output,
             end,
             after_close,
         }
+    }
+
+    /// Handles newly read bytes, appending the answers to `output`: simple frames on the
+    /// hot path, the rest of the whole frames through the protocol engine, an unfinished
+    /// frame waits in `partial`. When we closed, also where the client's further frames
+    /// start.
+    pub(crate) fn receive_into(
+        &mut self,
+        bytes: &[u8],
+        output: &mut Vec<u8>,
+    ) -> (Option<End>, Option<CloseScan>) {
+        let joined;
+        let data = if self.partial.is_empty() {
+            bytes
+        } else {
+            let mut partial = std::mem::take(&mut self.partial);
+            partial.extend_from_slice(bytes);
+            joined = partial;
+            &joined[..]
+        };
+        let rest = &data[self.answer_simple(data, output)..];
+        let (whole, oversize) = self.whole_frames(rest);
+        // No engine (and no zero-filled buffer) for a burst without frames for it.
+        let end = (whole > 0)
+            .then(|| self.process(&rest[..whole], output))
+            .flatten();
+        let after_close =
+            matches!(end, Some(End::ClosedByServer(..))).then(|| CloseScan::after(rest, oversize));
+        if end.is_none() {
+            if whole < rest.len() {
+                self.partial = rest[whole..].to_vec();
+            }
+            self.release_if_idle();
+        }
+        (end, after_close)
     }
 
     /// Drops the protocol context (and its buffers) when nothing is half-way.
@@ -393,66 +414,106 @@ fn write_now(tcp: &TcpStream, mut output: Vec<u8>) -> Result<Vec<u8>, End> {
     Ok(output)
 }
 
-/// Reads what is there (through the per-thread scratch buffer) and processes it, until the
-/// socket is drained or the answers reach `limit` bytes.
-/// `Pending`: nothing yet (the socket will wake the task); `Ready(Ok(burst))`: handle it;
-/// `Ready(Err)`: connection gone. Through `poll_read`, which knows that a short read
-/// drained the socket: no extra `read` that only says "would block".
+/// What a read meant besides its answers.
+struct Heard {
+    /// The session ends (its last answers are in the output).
+    end: Option<End>,
+    /// When we closed: where the client's further frames start, to see its close reply.
+    after_close: Option<CloseScan>,
+}
+
+/// Reads what is there (through the per-thread scratch buffer) and answers it into
+/// `output`, until the socket is drained or the answers reach `limit` bytes.
+/// `Pending`: nothing yet (the socket will wake the task); `Ready(Ok(heard))`: send the
+/// answers; `Ready(Err)`: connection gone. Through `poll_read`, which knows that a short
+/// read drained the socket: no extra `read` that only says "would block".
 fn poll_burst(
     cx: &mut Context<'_>,
     tcp: &mut TcpStream,
     session: &mut Session,
     limit: usize,
-) -> Poll<Result<Burst, End>> {
-    SCRATCH_BUFFER.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        let mut burst: Option<Burst> = None;
+    output: &mut Vec<u8>,
+) -> Poll<Result<Heard, End>> {
+    SCRATCH_BUFFER.with_borrow_mut(|scratch| {
+        let mut read_any = false;
         loop {
             let mut buf = ReadBuf::new(&mut scratch[..]);
-            match Pin::new(&mut *tcp).poll_read(cx, &mut buf) {
-                Poll::Pending => return burst.map_or(Poll::Pending, |b| Poll::Ready(Ok(b))),
-                Poll::Ready(Err(e)) => {
-                    let vanished = End::Vanished(e.to_string());
-                    return Poll::Ready(match burst {
-                        Some(mut burst) => {
-                            burst.end = Some(vanished);
-                            Ok(burst)
-                        }
-                        None => Err(vanished),
-                    });
+            let vanished = match Pin::new(&mut *tcp).poll_read(cx, &mut buf) {
+                Poll::Pending if read_any => {
+                    return Poll::Ready(Ok(Heard {
+                        end: None,
+                        after_close: None,
+                    }));
                 }
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => End::Vanished(e.to_string()),
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                    let vanished = End::Vanished("closed without a close frame".to_owned());
-                    return Poll::Ready(match burst {
-                        Some(mut burst) => {
-                            burst.end.get_or_insert(vanished);
-                            Ok(burst)
-                        }
-                        None => Err(vanished),
-                    });
+                    End::Vanished("closed without a close frame".to_owned())
                 }
                 Poll::Ready(Ok(())) => {
                     let n = buf.filled().len();
-                    let mut next = session.receive(buf.filled());
-                    if let Some(mut earlier) = burst.take() {
-                        earlier.output.append(&mut next.output);
-                        next.output = earlier.output;
+                    read_any = true;
+                    let (end, after_close) = session.receive_into(buf.filled(), output);
+                    if end.is_some() || n < SCRATCH || output.len() >= limit {
+                        return Poll::Ready(Ok(Heard { end, after_close }));
                     }
-                    if next.end.is_some() || n < SCRATCH || next.output.len() >= limit {
-                        return Poll::Ready(Ok(next));
-                    }
-                    burst = Some(next);
+                    continue;
+                }
+            };
+            // Answers to earlier reads still go out before the session ends.
+            return Poll::Ready(if read_any {
+                Ok(Heard {
+                    end: Some(vanished),
+                    after_close: None,
+                })
+            } else {
+                Err(vanished)
+            });
+        }
+    })
+}
+
+/// The idle loop's common case: reads what is there and answers it at once, from the
+/// per-thread output buffer (one write per read, no allocation). `Ready(None)`: all read
+/// was answered and sent; `Ready(Some(step))`: output left over, or the session's end.
+fn poll_answer(cx: &mut Context<'_>, live: &mut Live, limit: usize) -> Poll<Option<Step>> {
+    OUTPUT_BUFFER.with_borrow_mut(|output| {
+        output.clear();
+        let heard = match poll_burst(cx, &mut live.tcp, &mut live.session, limit, output) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(heard)) => heard,
+            Poll::Ready(Err(end)) => return Poll::Ready(Some(Step::End(Box::new(end)))),
+        };
+        live.session.heard_since_ping = true;
+        let written = if heard.end.is_some() || output.is_empty() {
+            0 // its last answers (and close reply) go out in full before it ends: drain's
+        } else {
+            match live.tcp.try_write(output) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => {
+                    return Poll::Ready(Some(Step::End(Box::new(End::Vanished(e.to_string())))));
                 }
             }
+        };
+        let step = (heard.end.is_some() || written < output.len()).then(|| {
+            Step::Out(Box::new(Burst {
+                output: output[written..].to_vec(),
+                end: heard.end,
+                after_close: heard.after_close,
+            }))
+        });
+        if output.capacity() > OUTPUT_KEPT {
+            *output = Vec::new(); // a huge echo's buffer is not kept for the thread's life
         }
+        Poll::Ready(step)
     })
 }
 
 /// Reads and discards what the client sends after our close frame, watching for its close
 /// reply. `Ready(true)`: stop reading (reply seen, EOF, error, or too much discarded).
 fn poll_discard(cx: &mut Context<'_>, tcp: &mut TcpStream, scan: &mut CloseScan) -> Poll<bool> {
-    SCRATCH_BUFFER.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
+    SCRATCH_BUFFER.with_borrow_mut(|scratch| {
         loop {
             let mut buf = ReadBuf::new(&mut scratch[..]);
             match Pin::new(&mut *tcp).poll_read(cx, &mut buf) {
@@ -572,14 +633,20 @@ fn poll_read_on(
             if unsent >= bound {
                 return false;
             }
-            match poll_burst(cx, &mut live.tcp, &mut live.session, bound - unsent) {
+            let heard = OUTPUT_BUFFER.with_borrow_mut(|output| {
+                output.clear();
+                let heard =
+                    poll_burst(cx, &mut live.tcp, &mut live.session, bound - unsent, output);
+                pending.push(output);
+                heard
+            });
+            match heard {
                 Poll::Pending => false,
-                Poll::Ready(Ok(burst)) => {
+                Poll::Ready(Ok(heard)) => {
                     live.session.heard_since_ping = true;
-                    pending.push(&burst.output);
-                    if burst.end.is_some() {
-                        *reading = reading_after(burst.end.as_ref(), burst.after_close);
-                        *end = burst.end;
+                    if heard.end.is_some() {
+                        *reading = reading_after(heard.end.as_ref(), heard.after_close);
+                        *end = heard.end;
                     }
                     true
                 }
@@ -810,26 +877,10 @@ pub(crate) async fn run(start: Box<Start>, shared: std::sync::Arc<Shared>) {
             loop {
                 // Not kept in a local: that would grow every idle session's task.
                 let limit = shared.config.max_pending_output.max(1);
-                let burst = match poll_burst(cx, &mut live.tcp, &mut live.session, limit) {
+                match poll_answer(cx, &mut live, limit) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(burst)) => burst,
-                    Poll::Ready(Err(end)) => return Poll::Ready(Step::End(Box::new(end))),
-                };
-                live.session.heard_since_ping = true;
-                if burst.end.is_some() {
-                    // Its last answers (and close reply) go out in full before it ends.
-                    return Poll::Ready(Step::Out(Box::new(burst)));
-                }
-                match write_now(&live.tcp, burst.output) {
-                    Err(end) => return Poll::Ready(Step::End(Box::new(end))),
-                    Ok(rest) if rest.is_empty() => {}
-                    Ok(rest) => {
-                        return Poll::Ready(Step::Out(Box::new(Burst {
-                            output: rest,
-                            end: None,
-                            after_close: None,
-                        })));
-                    }
+                    Poll::Ready(None) => {}
+                    Poll::Ready(Some(step)) => return Poll::Ready(step),
                 }
             }
         })
@@ -907,9 +958,9 @@ fn greet(session: &mut Session, leftover: &[u8], info: Option<Info>) -> Result<B
     let mut output = Vec::new();
     if let Some(info) = info {
         let json = serde_json::to_string(&info).unwrap_or_default();
-        session.send(Message::text(json), &mut output)?;
+        session.send_text(&json, &mut output);
     }
-    session.send(Message::text(GREETING), &mut output)?;
+    session.send_text(GREETING, &mut output);
     if leftover.is_empty() {
         return Ok(Burst {
             output,
@@ -932,9 +983,7 @@ async fn ping(live: &mut Live, shared: &Shared) -> Result<(), End> {
     }
     session.heard_since_ping = false;
     let mut output = Vec::new();
-    let ping = session.send(Message::Ping(Bytes::from_static(b"wscheck")), &mut output);
-    session.messages_out -= 1; // pings are not messages
-    ping?;
+    echo::write_ping(&mut output, b"wscheck");
     let burst = Burst {
         output,
         end: None,
