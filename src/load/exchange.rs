@@ -1,63 +1,69 @@
 //! The exchange engine of `wscheck load`: one connection's loop (closed loop, rate or
 //! idle), its payloads that name their connection and sequence, and the byte-for-byte,
-//! in-order check of every echo.
+//! in-order check of every echo. Once the connection is open it speaks WebSocket through
+//! `framing` on the raw stream: the generator must cost less per message than the server
+//! it loads.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::framing::{Framing, Garbled, Heard as Frame};
 use super::settings::LoadSettings;
 use crate::plan::{Candidate, Plan};
 use crate::probe::tls::TlsSetup;
-use crate::probe::ws::{close_key, cut_kind};
-use crate::probe::{ProbeResult, Ws, open};
+use crate::probe::ws::close_key;
+use crate::probe::{Conn, ProbeResult, open};
 
 pub(super) fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
-/// A payload of exactly `size` bytes that names its connection and sequence number.
-fn payload(id: u32, seq: u64, size: usize) -> String {
-    let mut text = format!("wscheck-load {id} {seq} ");
-    let fill = size.saturating_sub(text.len());
-    text.extend(std::iter::repeat_n('x', fill));
-    text
+/// An echo of one of connection `id`'s payloads (verbatim or `Echo: `-prefixed): its
+/// sequence number, and whether it is byte for byte the payload `framing` sent for it.
+/// `None`: not one of this connection's payloads.
+fn read_echo(reply: &[u8], id: u32, size: usize) -> Option<(u64, bool)> {
+    let body = reply
+        .strip_prefix(wscheck_server::ECHO_PREFIX.as_bytes())
+        .unwrap_or(reply);
+    let rest = body.strip_prefix(b"wscheck-load ")?;
+    let (got_id, rest) = decimal_then_space(rest)?;
+    (got_id == u64::from(id)).then_some(())?;
+    let (seq, fill) = decimal_then_space(rest)?;
+    // The numbers were written canonically, so this much checks the header byte for byte.
+    Some((seq, body.len() == size && is_fill(fill)))
 }
 
-/// The sequence number in an echo of one of connection `id`'s payloads.
-fn sequence_of(reply: &str, id: u32) -> Option<u64> {
-    let body = reply
-        .strip_prefix(wscheck_server::ECHO_PREFIX)
-        .unwrap_or(reply);
-    let rest = body.strip_prefix("wscheck-load ")?;
-    let mut parts = rest.splitn(3, ' ');
-    (parts.next()?.parse::<u32>().ok()? == id).then_some(())?;
-    parts.next()?.parse().ok()
+/// Whether `bytes` are all `x`: compared a block at a time (a byte loop with an early
+/// exit would not be vectorised, and 4 KiB echoes go through here).
+fn is_fill(bytes: &[u8]) -> bool {
+    const BLOCK: [u8; 256] = [b'x'; 256];
+    bytes
+        .chunks(BLOCK.len())
+        .all(|chunk| chunk == &BLOCK[..chunk.len()])
 }
 
-/// Whether `reply` is the echo (verbatim or `Echo: `-prefixed) of payload `seq` of
-/// connection `id`, checked byte for byte without building the payload again.
-fn is_echo(reply: &str, id: u32, seq: u64, size: usize, header: &mut String) -> bool {
-    use std::fmt::Write as _;
-    let body = reply
-        .strip_prefix(wscheck_server::ECHO_PREFIX)
-        .filter(|b| b.len() == size)
-        .unwrap_or(reply);
-    header.clear();
-    let _ = write!(header, "wscheck-load {id} {seq} ");
-    body.len() == size
-        && body.starts_with(header.as_str())
-        && body.as_bytes()[header.len().min(size)..]
-            .iter()
-            .all(|b| *b == b'x')
+/// A canonical decimal (no leading zero) and a space, and what follows.
+fn decimal_then_space(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = bytes
+        .iter()
+        .take(20)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 || (digits > 1 && bytes[0] == b'0') || bytes.get(digits) != Some(&b' ') {
+        return None;
+    }
+    let n = bytes[..digits].iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })?;
+    Some((n, &bytes[digits + 1..]))
 }
 
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
@@ -101,8 +107,9 @@ pub(super) struct Exchange {
     pub messages: MessagesView,
     pub errors: BTreeMap<String, u64>,
     pub histogram: Histogram<u64>,
-    /// Reused for checking echoes.
-    header: String,
+    /// Latencies not yet in `histogram`: a value and how many times in a row.
+    latency_run: (u64, u64),
+    framing: Framing,
 }
 
 /// What a received frame meant for the loop.
@@ -117,6 +124,11 @@ enum Heard {
 
 impl Exchange {
     fn new(id: u32, size: usize, window: Window) -> Self {
+        // Masking keys differ per connection and per run.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         Self {
             id,
             size,
@@ -126,7 +138,8 @@ impl Exchange {
             messages: MessagesView::default(),
             errors: BTreeMap::new(),
             histogram: new_histogram(),
-            header: String::with_capacity(48),
+            latency_run: (0, 0),
+            framing: Framing::new(seed),
         }
     }
 
@@ -134,59 +147,68 @@ impl Exchange {
         *self.errors.entry(kind).or_default() += 1;
     }
 
-    /// Sends `count` messages with one flush: pipelined messages leave in one write.
-    async fn send(&mut self, ws: &mut Ws<'_>, count: usize) -> Result<(), ()> {
-        let first = self.pending.len();
-        let mut sent = Ok(());
+    /// Records a latency; a pipelined batch's echoes (sent together, read together) share
+    /// one, so equal values in a row go into the histogram at once.
+    fn record_latency(&mut self, us: u64) {
+        if self.latency_run.0 == us {
+            self.latency_run.1 += 1;
+        } else {
+            self.flush_latencies();
+            self.latency_run = (us, 1);
+        }
+    }
+
+    fn flush_latencies(&mut self) {
+        let (value, count) = std::mem::take(&mut self.latency_run);
+        if count > 0 {
+            self.histogram.saturating_record_n(value, count);
+        }
+    }
+
+    /// Queues `count` messages: pipelined messages leave in one write.
+    fn queue(&mut self, count: usize) {
+        let now = Instant::now();
         for _ in 0..count {
             self.seq += 1;
-            self.pending.push_back((self.seq, Instant::now()));
-            let message = Message::text(payload(self.id, self.seq, self.size));
-            sent = ws.feed(message).await;
-            if sent.is_err() {
-                break;
-            }
+            self.pending.push_back((self.seq, now));
+            self.framing.push_payload(self.id, self.seq, self.size);
         }
-        if sent.is_ok() {
-            sent = ws.flush().await;
+    }
+
+    /// Writes what is queued (messages, pongs). `Err`: the connection failed.
+    async fn flush(&mut self, conn: &mut Conn) -> Result<(), ()> {
+        if self.framing.output.is_empty() {
+            return Ok(());
         }
-        match sent {
+        match conn.write_all(&self.framing.output).await {
             Ok(()) => {
-                self.messages.sent += count as u64;
+                self.framing.output.clear();
+                self.messages.sent = self.seq;
                 Ok(())
             }
             Err(error) => {
                 // Not known to have left: not sent, so not lost either.
-                self.pending.truncate(first);
-                self.error(format!("send: {error}"));
+                self.pending.retain(|(seq, _)| *seq <= self.messages.sent);
+                self.error(format!("send: {}", io_kind(&error)));
                 Err(())
             }
         }
     }
 
-    fn hear(&mut self, next: Option<Result<Message, WsError>>) -> Heard {
-        let text = match next {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(frame))) => {
-                self.error(close_key(frame.map(|f| u16::from(f.code))));
+    /// Takes one frame from the server, received at `received`.
+    fn hear(&mut self, frame: Frame<'_>, received: Instant) -> Heard {
+        let text = match frame {
+            Frame::Text(text) => text,
+            Frame::Close(code) => {
+                self.error(close_key(code));
                 return Heard::End;
             }
-            Some(Ok(_)) => return Heard::Other,
-            Some(Err(error)) => {
-                let kind = cut_kind(&error).map_or_else(|| error.to_string(), str::to_owned);
-                self.error(kind);
-                return Heard::End;
-            }
-            None => {
-                self.error("eof".to_owned());
-                return Heard::End;
-            }
+            Frame::Ping(_) | Frame::Binary | Frame::Pong => return Heard::Other,
         };
-        if text.as_str() == wscheck_server::GREETING {
+        if text == wscheck_server::GREETING.as_bytes() {
             return Heard::Other;
         }
-        let received = Instant::now();
-        let Some(got) = sequence_of(&text, self.id) else {
+        let Some((got, intact)) = read_echo(text, self.id, self.size) else {
             self.messages.mismatched += 1;
             return Heard::Other;
         };
@@ -197,42 +219,63 @@ impl Exchange {
         if position > 0 {
             self.messages.out_of_order += 1;
         }
-        let (seq, sent_at) = self.pending.remove(position).expect("position is in range");
-        if !is_echo(&text, self.id, seq, self.size, &mut self.header) {
+        let (_, sent_at) = self.pending.remove(position).expect("position is in range");
+        if !intact {
             self.messages.mismatched += 1;
         } else if sent_at >= self.window.measure_from && received <= self.window.end {
             self.messages.echoed += 1;
             self.messages.bytes_verified += self.size as u64;
             let us = received.duration_since(sent_at).as_micros().max(1) as u64;
-            self.histogram.saturating_record(us);
+            self.record_latency(us);
         }
         Heard::Echo
     }
 
-    /// Hears `first` and whatever else has already arrived, so that the next batch
-    /// answers all of them in one write. The number of echoes heard, or `None` when the
-    /// connection ended.
-    fn hear_burst(
-        &mut self,
-        ws: &mut Ws<'_>,
-        first: Option<Result<Message, WsError>>,
-    ) -> Option<usize> {
+    /// Hears every whole frame read so far, so that the next batch answers all of them in
+    /// one write. The number of echoes heard, or `None` when the connection ended.
+    fn hear_all(&mut self, read: std::io::Result<usize>) -> Option<usize> {
+        match read {
+            Ok(0) => {
+                self.error("eof".to_owned());
+                return None;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                self.error(io_kind(&error));
+                return None;
+            }
+        }
+        let received = Instant::now();
         let mut echoes = 0;
-        let mut next = Some(first);
-        while let Some(frame) = next {
-            match self.hear(frame) {
+        // The frames borrow the framing's buffer while `hear` takes the rest of `self`.
+        let mut framing = std::mem::take(&mut self.framing);
+        let heard = loop {
+            let frame = match framing.next() {
+                Ok(Some(Frame::Ping(payload))) => {
+                    let payload = payload.to_vec(); // rare: a server ping
+                    framing.push_pong(&payload);
+                    continue;
+                }
+                Ok(Some(frame)) => frame,
+                Ok(None) => break Some(echoes),
+                Err(Garbled(what)) => {
+                    self.error(format!("protocol: {what}"));
+                    break None;
+                }
+            };
+            match self.hear(frame, received) {
                 Heard::Echo => echoes += 1,
                 Heard::Other => {}
-                Heard::End => return None,
+                Heard::End => break None,
             }
-            next = ws.next().now_or_never();
-        }
-        Some(echoes)
+        };
+        self.framing = framing;
+        heard
     }
 
     /// Sends and hears until the window ends (then waits a grace period for the echoes
     /// still in flight). Returns whether the connection ended early.
-    async fn drive(&mut self, ws: &mut Ws<'_>, pace: &Pace) -> bool {
+    async fn drive(&mut self, conn: &mut Conn, pace: &Pace) -> bool {
         let mut ticker = tokio::time::interval(pace.interval.unwrap_or(Duration::from_secs(3600)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Messages to send before waiting again.
@@ -243,12 +286,16 @@ impl Exchange {
         let stopper = tokio::time::sleep_until(end);
         tokio::pin!(stopper);
         let mut draining = false;
+        // A read that ended inside a frame: the rest follows at once, so read it before
+        // sending, and answer the whole batch in one write (as the server does).
+        let mut mid_frame = false;
         let dropped = loop {
-            if owed > 0 && !draining {
-                if self.send(ws, owed).await.is_err() {
-                    break true;
-                }
+            if owed > 0 && !draining && !mid_frame {
+                self.queue(owed);
                 owed = 0;
+            }
+            if !mid_frame && self.flush(conn).await.is_err() {
+                break true;
             }
             tokio::select! {
                 _ = &mut stopper => {
@@ -259,22 +306,33 @@ impl Exchange {
                     stopper.as_mut().reset(end + pace.grace);
                 }
                 _ = ticker.tick(), if pace.interval.is_some() && !draining => owed += 1,
-                next = ws.next() => {
-                    let Some(echoes) = self.hear_burst(ws, next) else {
+                read = conn.read_buf(self.framing.read_buffer()) => {
+                    let Some(echoes) = self.hear_all(read) else {
                         break true;
                     };
                     owed += echoes * usize::from(pace.closed_loop);
+                    mid_frame = self.framing.mid_frame();
                     if draining && self.pending.is_empty() {
                         break false;
                     }
                 }
             }
         };
+        self.flush_latencies();
         if !self.pending.is_empty() {
             self.error("timeout".to_owned());
             self.messages.lost += self.pending.len() as u64;
         }
         dropped
+    }
+}
+
+/// `reset`, `eof` or the error's text.
+fn io_kind(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::ConnectionReset => "reset".to_owned(),
+        std::io::ErrorKind::UnexpectedEof => "eof".to_owned(),
+        _ => error.to_string(),
     }
 }
 
@@ -323,7 +381,7 @@ pub(super) async fn one_connection(
     let path = &plan.target.path;
     let ran = open(&plan, &tls, &candidate, path, &mut result, deadline, {
         async |ws, _| {
-            let dropped = exchange.drive(ws, &pace).await;
+            let dropped = exchange.drive(ws.get_mut(), &pace).await;
             if !dropped {
                 let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
             }
@@ -342,18 +400,38 @@ pub(super) async fn one_connection(
 mod tests {
     use super::*;
 
+    /// The payload `framing` sends: the unmasked text of its one frame.
+    fn payload(id: u32, seq: u64, size: usize) -> String {
+        let mut framing = Framing::new(3);
+        framing.push_payload(id, seq, size);
+        let out = &framing.output;
+        let at = if size < 126 { 2 } else { 4 };
+        let mask = [out[at], out[at + 1], out[at + 2], out[at + 3]];
+        let text = out[at + 4..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4]);
+        String::from_utf8(text.collect()).unwrap()
+    }
+
     #[test]
     fn payloads_are_exact_in_size_and_carry_their_sequence() {
         let p = payload(7, 42, 64);
         assert_eq!(p.len(), 64);
-        assert_eq!(sequence_of(&p, 7), Some(42));
-        assert_eq!(sequence_of(&format!("Echo: {p}"), 7), Some(42));
-        assert_eq!(sequence_of(&p, 8), None);
-        let mut header = String::new();
-        assert!(is_echo(&format!("Echo: {p}"), 7, 42, 64, &mut header));
-        assert!(is_echo(&p, 7, 42, 64, &mut header));
-        assert!(!is_echo(&format!("Echo: {p}x"), 7, 42, 64, &mut header));
-        assert!(!is_echo(&p.replace("xxx", "xyx"), 7, 42, 64, &mut header));
-        assert!(!is_echo(&p, 7, 43, 64, &mut header));
+        assert!(p.starts_with("wscheck-load 7 42 xxx"));
+        let echo = |reply: &str| read_echo(reply.as_bytes(), 7, 64);
+        assert_eq!(echo(&p), Some((42, true)));
+        assert_eq!(echo(&format!("Echo: {p}")), Some((42, true)));
+        assert_eq!(read_echo(p.as_bytes(), 8, 64), None, "another connection's");
+        assert_eq!(echo(&format!("Echo: {p}x")), Some((42, false)));
+        assert_eq!(echo(&p.replace("xxx", "xyx")), Some((42, false)));
+        assert_eq!(echo(&p.replace(" 42 ", " 042")), None, "not canonical");
+        assert_eq!(echo("wscheck-load 7 1x2 "), None);
+        assert_eq!(echo("wscheck-load 7 99999999999999999999 x"), None);
+        assert_eq!(payload(1, 2, 300).len(), 300);
+        assert_eq!(
+            payload(0, u64::MAX, 64),
+            format!("wscheck-load 0 {} {}", u64::MAX, "x".repeat(28))
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! into an HdrHistogram; this module holds the settings, the run and its report.
 
 mod exchange;
+mod framing;
 mod settings;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,9 @@ pub struct LoadReport {
     /// CPU time this process used during the run (user + system), to tell when the load
     /// generator, not the server, is the limit.
     pub cpu_seconds: Option<f64>,
+    /// That CPU time per message sent, in microseconds: what one message costs the
+    /// generator (when it is near what the server spends, the generator is the limit).
+    pub cpu_us_per_message: Option<f64>,
     /// Every connection opened and every message came back intact and in order.
     pub ok: bool,
 }
@@ -194,6 +198,9 @@ impl Totals {
             max: h.max(),
             mean: (h.mean() * 10.0).round() / 10.0,
         });
+        let cpu_us_per_message = cpu_seconds
+            .filter(|_| messages.sent > 0)
+            .map(|cpu| (cpu * 1e6 / messages.sent as f64 * 100.0).round() / 100.0);
         let ok = self.opened == n
             && self.dropped == 0
             && messages.lost == 0
@@ -226,6 +233,7 @@ impl Totals {
             errors: self.errors,
             window_ms: window_s * 1000.0,
             cpu_seconds,
+            cpu_us_per_message,
             ok,
         }
     }

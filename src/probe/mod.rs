@@ -8,6 +8,7 @@ mod detect;
 pub mod dns;
 pub mod echo;
 pub mod failure;
+pub mod fence;
 pub mod graphql;
 pub mod http;
 pub mod opening;
@@ -37,6 +38,7 @@ use answer::{Head, HttpResponse};
 pub use echo::PeerKind;
 use echo::{EchoOutcome, new_nonce};
 pub use failure::{Failure, FailureKind};
+use fence::HeadFence;
 use protocol::{Protocol, ProtocolChoice};
 pub use result::{ProbeResult, RouteInfo, Stage, Timings};
 use tls::TlsSetup;
@@ -45,7 +47,7 @@ use wire::{Recorded, WireLog};
 use ws::ms_since;
 
 /// The stream under the WebSocket: plain or TLS, recorded at the HTTP level.
-pub type Conn = Recorded<Either<Recorded<TcpStream>, tls::Tls>>;
+pub type Conn = Recorded<HeadFence<Either<Recorded<TcpStream>, tls::Tls>>>;
 
 /// An open WebSocket over a probe's connection.
 pub type Ws<'a> = WebSocketStream<&'a mut Conn>;
@@ -146,7 +148,7 @@ async fn upgrade_then<R>(
         }
     };
     result.credentials_held_back = held_back;
-    let (mut conn, http_log) = Recorded::new(stream);
+    let (mut conn, http_log) = Recorded::new(HeadFence::new(stream));
     let conn = &mut conn;
     let handshake =
         tokio_tungstenite::client_async_with_config(request, &mut *conn, Some(ws::client_config()));

@@ -64,7 +64,14 @@ fn lines(report: &LoadReport) -> Vec<(&'static str, String)> {
         lines.push(("errors", errors.join(", ")));
     }
     if let Some(cpu) = report.cpu_seconds {
-        lines.push(("generator", format!("{cpu:.2} s CPU in this process")));
+        let per_message = report
+            .cpu_us_per_message
+            .map(|us| format!(", {us:.2} µs per message sent"))
+            .unwrap_or_default();
+        lines.push((
+            "generator",
+            format!("{cpu:.2} s CPU in this process{per_message}"),
+        ));
     }
     let result = if report.ok {
         "ok: every connection opened, every echo intact and in order"
