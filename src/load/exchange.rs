@@ -298,6 +298,9 @@ impl Exchange {
                 break true;
             }
             tokio::select! {
+                // In this order, not a random one: the end first, so a busy socket cannot
+                // starve it; no random number per message either.
+                biased;
                 _ = &mut stopper => {
                     if draining || self.pending.is_empty() || pace.idle {
                         break false;

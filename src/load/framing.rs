@@ -3,6 +3,8 @@
 //! buffer. The probe's stages (and tungstenite) open the connection; a million messages a
 //! second then go through these few lines, with no allocation per message.
 
+use wscheck_server::apply_mask;
+
 const FIN: u8 = 0x80;
 const CONTINUATION: u8 = 0x0;
 const TEXT: u8 = 0x1;
@@ -86,7 +88,7 @@ impl Framing {
         out.push(b' ');
         out.truncate(start + size);
         let header = out.len() - start;
-        mask_in_place(&mut out[start..], mask);
+        apply_mask(&mut out[start..], mask);
         let mut block = [0u8; 64];
         for (i, byte) in block.iter_mut().enumerate() {
             *byte = b'x' ^ mask[(header + i) % 4];
@@ -105,7 +107,7 @@ impl Framing {
         write_client_header(&mut self.output, opcode, payload.len(), mask);
         let start = self.output.len();
         self.output.extend_from_slice(payload);
-        mask_in_place(&mut self.output[start..], mask);
+        apply_mask(&mut self.output[start..], mask);
     }
 
     pub(super) fn push_pong(&mut self, payload: &[u8]) {
@@ -114,6 +116,9 @@ impl Framing {
 
     /// The buffer to read into: unread bytes moved to the front, room behind them.
     pub(super) fn read_buffer(&mut self) -> &mut Vec<u8> {
+        if self.input.len() == self.input.capacity() && self.read_room < READ_ROOM.1 {
+            self.read_room *= 2; // the last read filled all the room there was
+        }
         if self.at == self.input.len() {
             self.input.clear();
             self.at = 0;
@@ -121,9 +126,6 @@ impl Framing {
             // An unfinished frame moves to the front only when half the buffer is behind it.
             self.input.drain(..self.at);
             self.at = 0;
-        }
-        if self.input.capacity() - self.input.len() == 0 && self.read_room < READ_ROOM.1 {
-            self.read_room *= 2; // the last read filled all the room there was
         }
         self.input.reserve(self.read_room);
         &mut self.input
@@ -226,34 +228,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 }
 
 fn write_client_header(out: &mut Vec<u8>, opcode: u8, length: usize, mask: [u8; 4]) {
-    out.push(FIN | opcode);
-    match length {
-        0..=125 => out.push(0x80 | length as u8),
-        126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(length as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(length as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-}
-
-/// Masks (or unmasks) `payload` in place: eight bytes at a time, then the tail.
-fn mask_in_place(payload: &mut [u8], mask: [u8; 4]) {
-    let wide = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
-    let mut chunks = payload.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let word = u64::from_ne_bytes((&*chunk).try_into().expect("eight bytes")) ^ wide;
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
-    for (byte, m) in chunks.into_remainder().iter_mut().zip(mask.iter().cycle()) {
-        *byte ^= m;
-    }
+    wscheck_server::write_frame_header(out, opcode, length, Some(mask));
 }
 
 #[cfg(test)]
@@ -275,7 +250,7 @@ mod tests {
             };
             let mask: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
             let mut payload = bytes[at + 4..at + 4 + len].to_vec();
-            mask_in_place(&mut payload, mask);
+            apply_mask(&mut payload, mask);
             out.push((bytes[0], payload));
             bytes = &bytes[at + 4 + len..];
         }
