@@ -49,10 +49,18 @@ fn exit_code(error: &Error) -> u8 {
 /// Runs the command; the exit code says whether what was asked about works.
 fn execute(cli: Cli) -> Result<u8, Error> {
     let command = command(cli, &env_proxy())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
+    // A probe (or a routes file, a few probes at a time) waits on the network: one thread
+    // starts faster and holds all of its I/O. Load, app and demo run servers or many
+    // connections beside it, and get a worker per core.
+    let runtime = match command {
+        Command::Check { .. } | Command::Routes { .. } => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
+    .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?;
     match command {
         Command::Check { plan, output } => {
             let mut report = runtime.block_on(check(&plan))?;
@@ -127,8 +135,8 @@ fn style(output: Output) -> Style {
 /// Writes to stdout with `render`. A closed pipe is no error: `wscheck ... | head` is the
 /// reader's choice, not our failure.
 fn write_out(render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), Error> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // One write for the whole report, not one per line (stdout is line-buffered).
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     match render(&mut out).and_then(|()| out.flush()) {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output(error)),
         _ => Ok(()),
