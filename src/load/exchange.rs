@@ -219,7 +219,13 @@ impl Exchange {
         if position > 0 {
             self.messages.out_of_order += 1;
         }
-        let (_, sent_at) = self.pending.remove(position).expect("position is in range");
+        // In order (the usual case): the oldest, taken off the front.
+        let taken = if position == 0 {
+            self.pending.pop_front()
+        } else {
+            self.pending.remove(position)
+        };
+        let (_, sent_at) = taken.expect("position is in range");
         if !intact {
             self.messages.mismatched += 1;
         } else if sent_at >= self.window.measure_from && received <= self.window.end {
