@@ -405,13 +405,18 @@ impl Session {
 
 /// Writes as much of `output` as the socket takes now; returns what is left.
 fn write_now(tcp: &TcpStream, mut output: Vec<u8>) -> Result<Vec<u8>, End> {
-    let written = match tcp.try_write(&output) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-        Err(e) => return Err(End::Vanished(e.to_string())),
-    };
+    let written = try_send(tcp, &output)?;
     output.drain(..written);
     Ok(output)
+}
+
+/// Writes what the socket takes of `bytes` now, without waiting: how much it took.
+fn try_send(tcp: &TcpStream, bytes: &[u8]) -> Result<usize, End> {
+    match tcp.try_write(bytes) {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(End::Vanished(e.to_string())),
+    }
 }
 
 /// What a read meant besides its answers.
@@ -488,12 +493,9 @@ fn poll_answer(cx: &mut Context<'_>, live: &mut Live, limit: usize) -> Poll<Opti
         let written = if heard.end.is_some() || output.is_empty() {
             0 // its last answers (and close reply) go out in full before it ends: drain's
         } else {
-            match live.tcp.try_write(output) {
+            match try_send(&live.tcp, output) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) => {
-                    return Poll::Ready(Some(Step::End(Box::new(End::Vanished(e.to_string())))));
-                }
+                Err(end) => return Poll::Ready(Some(Step::End(Box::new(end)))),
             }
         };
         let step = (heard.end.is_some() || written < output.len()).then(|| {

@@ -18,7 +18,7 @@ use super::framing::{Framing, Garbled, Heard as Frame};
 use super::settings::LoadSettings;
 use crate::plan::{Candidate, Plan};
 use crate::probe::tls::TlsSetup;
-use crate::probe::ws::close_key;
+use crate::probe::ws::{close_key, io_cut_kind};
 use crate::probe::{Conn, ProbeResult, open};
 
 pub(super) fn new_histogram() -> Histogram<u64> {
@@ -338,11 +338,7 @@ impl Exchange {
 
 /// `reset`, `eof` or the error's text.
 fn io_kind(error: &std::io::Error) -> String {
-    match error.kind() {
-        std::io::ErrorKind::ConnectionReset => "reset".to_owned(),
-        std::io::ErrorKind::UnexpectedEof => "eof".to_owned(),
-        _ => error.to_string(),
-    }
+    io_cut_kind(error).map_or_else(|| error.to_string(), str::to_owned)
 }
 
 /// How a connection sends: closed loop (`in_flight` at a time), at an interval, or idle.

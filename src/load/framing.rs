@@ -3,7 +3,7 @@
 //! buffer. The probe's stages (and tungstenite) open the connection; a million messages a
 //! second then go through these few lines, with no allocation per message.
 
-use wscheck_server::apply_mask;
+use wscheck_server::{apply_mask, write_frame_header};
 
 const FIN: u8 = 0x80;
 const CONTINUATION: u8 = 0x0;
@@ -78,7 +78,7 @@ impl Framing {
     pub(super) fn push_payload(&mut self, id: u32, seq: u64, size: usize) {
         let mask = self.next_key();
         let out = &mut self.output;
-        write_client_header(out, TEXT, size, mask);
+        write_frame_header(out, TEXT, size, Some(mask));
         let start = out.len();
         out.extend_from_slice(b"wscheck-load ");
         push_decimal(out, u64::from(id));
@@ -95,17 +95,13 @@ impl Framing {
         apply_mask(&mut out[start + header..], turned);
     }
 
-    /// Appends a masked control frame (a pong, our close).
-    pub(super) fn push_control(&mut self, opcode: u8, payload: &[u8]) {
+    /// Appends a masked pong (the answer to a server's ping).
+    pub(super) fn push_pong(&mut self, payload: &[u8]) {
         let mask = self.next_key();
-        write_client_header(&mut self.output, opcode, payload.len(), mask);
+        write_frame_header(&mut self.output, PONG, payload.len(), Some(mask));
         let start = self.output.len();
         self.output.extend_from_slice(payload);
         apply_mask(&mut self.output[start..], mask);
-    }
-
-    pub(super) fn push_pong(&mut self, payload: &[u8]) {
-        self.push_control(PONG, payload);
     }
 
     /// The buffer to read into: unread bytes moved to the front, room behind them.
@@ -219,10 +215,6 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[at..]);
-}
-
-fn write_client_header(out: &mut Vec<u8>, opcode: u8, length: usize, mask: [u8; 4]) {
-    wscheck_server::write_frame_header(out, opcode, length, Some(mask));
 }
 
 #[cfg(test)]

@@ -38,39 +38,39 @@ impl<S> HeadFence<S> {
             held: Vec::new(),
         }
     }
+}
 
-    /// Follows the head over `bytes`: where it ends within them, if it does.
-    fn head_end(&mut self, bytes: &[u8]) -> Option<usize> {
-        for (i, &byte) in bytes.iter().enumerate() {
-            match &mut self.head {
-                Head::Status(start) => {
-                    start.push(byte);
-                    if start.len() == STATUS_LINE_START || byte == b'\n' {
-                        let switching =
-                            start.starts_with(b"HTTP/1.") && start.get(9..12) == Some(b"101");
-                        self.head = if switching {
-                            Head::Switching {
-                                line_ends: u8::from(byte == b'\n'),
-                            }
-                        } else {
-                            Head::Passed
-                        };
-                    }
+/// Follows the head over `bytes`: where it ends within them, if it does.
+fn head_end(head: &mut Head, bytes: &[u8]) -> Option<usize> {
+    for (i, &byte) in bytes.iter().enumerate() {
+        match head {
+            Head::Status(start) => {
+                start.push(byte);
+                if start.len() == STATUS_LINE_START || byte == b'\n' {
+                    let switching =
+                        start.starts_with(b"HTTP/1.") && start.get(9..12) == Some(b"101");
+                    *head = if switching {
+                        Head::Switching {
+                            line_ends: u8::from(byte == b'\n'),
+                        }
+                    } else {
+                        Head::Passed
+                    };
                 }
-                Head::Switching { line_ends } => match byte {
-                    b'\n' if *line_ends == 1 => {
-                        self.head = Head::Passed;
-                        return Some(i + 1);
-                    }
-                    b'\n' => *line_ends = 1,
-                    b'\r' => {}
-                    _ => *line_ends = 0,
-                },
-                Head::Passed => return None,
             }
+            Head::Switching { line_ends } => match byte {
+                b'\n' if *line_ends == 1 => {
+                    *head = Head::Passed;
+                    return Some(i + 1);
+                }
+                b'\n' => *line_ends = 1,
+                b'\r' => {}
+                _ => *line_ends = 0,
+            },
+            Head::Passed => return None,
         }
-        None
     }
+    None
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for HeadFence<S> {
@@ -89,8 +89,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadFence<S> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && !matches!(this.head, Head::Passed) {
-            let filled = buf.filled()[before..].to_vec();
-            if let Some(end) = this.head_end(&filled) {
+            let filled = &buf.filled()[before..];
+            if let Some(end) = head_end(&mut this.head, filled) {
                 this.held = filled[end..].to_vec();
                 buf.set_filled(before + end);
             }

@@ -40,8 +40,16 @@ pub fn cut_kind(error: &WsError) -> Option<&'static str> {
     match error {
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
         | WsError::ConnectionClosed => Some("eof"),
-        WsError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Some("eof"),
-        WsError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Some("reset"),
+        WsError::Io(e) => io_cut_kind(e),
+        _ => None,
+    }
+}
+
+/// `eof` or `reset` when an I/O error is the connection ending without a close frame.
+pub fn io_cut_kind(error: &std::io::Error) -> Option<&'static str> {
+    match error.kind() {
+        std::io::ErrorKind::UnexpectedEof => Some("eof"),
+        std::io::ErrorKind::ConnectionReset => Some("reset"),
         _ => None,
     }
 }
