@@ -120,6 +120,9 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Before the port opens: whoever sees it open may send SIGTERM.
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
         let listeners = match wscheck_server::bind(args.port) {
             Ok(listeners) => listeners,
             Err(error) => {
@@ -135,31 +138,34 @@ fn main() -> ExitCode {
                 tracing::info!(%addr, version = wscheck_server::VERSION, "listening");
             }
         }
-        let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
         wscheck_server::serve(listeners, config, shutdown).await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
 }
 
-/// Cancels `token` on SIGTERM (what CF sends) or SIGINT (Ctrl-C).
+/// Cancels `token` on SIGTERM (what CF sends) or SIGINT (Ctrl-C). The handlers are in
+/// place when this returns, before the future is first polled: a SIGTERM that comes
+/// early still closes the sockets rather than killing the process.
 #[cfg(unix)]
-async fn cancel_on_signal(token: CancellationToken) {
+fn cancel_on_signal(token: CancellationToken) -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "shutting down: closing sockets with 1001");
-    token.cancel();
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutting down: closing sockets with 1001");
+        token.cancel();
+    }
 }
 
 /// Cancels `token` on Ctrl-C (Windows has no SIGTERM).

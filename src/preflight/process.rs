@@ -14,6 +14,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 use super::manifest::AppManifest;
 use super::sockets::process_tree;
@@ -23,6 +24,9 @@ use crate::error::Error;
 const KEPT_LINES: usize = 40;
 /// CF sends SIGKILL this long after SIGTERM.
 pub const KILL_AFTER: Duration = Duration::from_secs(10);
+/// How long the app's last lines may take to come out of its pipes once it has exited
+/// (a grandchild outside its group may still hold them open).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// How the process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -37,6 +41,7 @@ pub struct App {
     pub pid: u32,
     pub port: u16,
     output: Arc<Mutex<VecDeque<String>>>,
+    relays: Vec<JoinHandle<()>>,
     peak_rss_kib: u64,
 }
 
@@ -95,17 +100,19 @@ impl App {
             .map_err(|e| Error::Setup(format!("cannot run bash in {}: {e}", app.dir.display())))?;
         let pid = child.id().unwrap_or_default();
         let output = Arc::new(Mutex::new(VecDeque::new()));
+        let mut relays = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(relay(out, output.clone()));
+            relays.push(tokio::spawn(relay(out, output.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(relay(err, output.clone()));
+            relays.push(tokio::spawn(relay(err, output.clone())));
         }
         Ok(App {
             child,
             pid,
             port,
             output,
+            relays,
             peak_rss_kib: 0,
         })
     }
@@ -141,21 +148,36 @@ impl App {
 
     /// Stops the app as CF does: SIGTERM to the process CF started, SIGKILL to the group
     /// after `KILL_AFTER`. Returns how long it took to exit, `None` if it had to be killed.
+    /// Its last lines (what it logged on the way out) are in `output_tail` afterwards.
     pub async fn stop(&mut self) -> Option<Duration> {
         let started = Instant::now();
-        if self.exited().is_some() {
-            return Some(Duration::ZERO);
-        }
-        self.terminate();
-        let waited = tokio::time::timeout(KILL_AFTER, self.child.wait()).await;
-        self.kill_group();
-        match waited {
-            Ok(_) => Some(started.elapsed()),
-            Err(_) => {
-                let _ = self.child.wait().await;
-                None
+        let took = if self.exited().is_some() {
+            Some(Duration::ZERO)
+        } else {
+            self.terminate();
+            let waited = tokio::time::timeout(KILL_AFTER, self.child.wait()).await;
+            self.kill_group();
+            match waited {
+                Ok(_) => Some(started.elapsed()),
+                Err(_) => {
+                    let _ = self.child.wait().await;
+                    None
+                }
             }
-        }
+        };
+        self.drain_output().await;
+        took
+    }
+
+    /// Waits, briefly, for the relays to read the exited app's pipes to the end.
+    async fn drain_output(&mut self) {
+        let relays = std::mem::take(&mut self.relays);
+        let drained = tokio::time::timeout(DRAIN_AFTER_EXIT, async {
+            for relay in relays {
+                let _ = relay.await;
+            }
+        });
+        let _ = drained.await;
     }
 
     /// SIGTERM to the process CF started.
@@ -266,5 +288,40 @@ mod tests {
         assert!(runs_without_exec("cd app && node server.js"));
         assert!(!runs_without_exec("cd app && exec node server.js"));
         assert!(runs_without_exec("npm run build; node dist/index.js"));
+    }
+
+    fn app_running(command: &str) -> AppManifest {
+        AppManifest {
+            file: None,
+            name: "last-words".into(),
+            command: command.into(),
+            command_source: "argument",
+            health_check_type: super::super::manifest::HealthCheckType::Process,
+            health_check_http_endpoint: "/".into(),
+            timeout_s: 60,
+            memory_mib: None,
+            instances: 1,
+            routes: Vec::new(),
+            env: Default::default(),
+            dir: std::env::temp_dir(),
+        }
+    }
+
+    #[tokio::test]
+    async fn what_is_written_until_the_pipes_close_is_in_the_tail() {
+        // The app exits on SIGTERM and a process it left outside its group writes its last
+        // line 200 ms later: the exit is seen first, the line must still be reported.
+        // (A fifo holds the exit back until the process is out of the group.)
+        let command = "trap 'f=$(mktemp -u); mkfifo $f; \
+                       setsid sh -c \"echo > $f; sleep 0.2; echo last words\" & \
+                       read _ < $f; rm $f; exit 0' TERM; \
+                       echo ready; while :; do sleep 0.01; done";
+        let mut app = App::start(&app_running(command), 0).expect("bash runs");
+        while app.output_tail().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(app.stop().await.is_some(), "exited on SIGTERM");
+        let tail = app.output_tail();
+        assert_eq!(tail, ["ready", "last words"]);
     }
 }
