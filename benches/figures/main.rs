@@ -5,12 +5,13 @@
 //! (about nine minutes); run it on an otherwise idle machine.
 //!
 //! Server figures, per load (100 connections, 64 B and 4 KiB, ping-pong: one message in
-//! flight per connection, and pipelined: 16 in flight; 1 s warm-up + 6 s): msgs/s, p50/p99,
-//! the server's CPU per message (user and system, from /proc) and the generator's. Two
-//! rounds, each load run on every server in turn (A B C D E, A B C D E), both printed: the
-//! spread between them is the noise. Then RSS with 10 000 idle connections, on a fresh
-//! process per server. Each goal is checked in each round, pass or FAIL. Servers and
-//! generator are pinned to a core each, so tokio (and the floor) run one worker there.
+//! flight per connection, and pipelined: 16 in flight; 1 s warm-up + 6 s): msgs/s, p50, p99,
+//! p99.9, the mean beside the fair mean (Little's law), the server's CPU per message and the
+//! generator's (user and system, from /proc). Two rounds, each load run on every server in
+//! turn (A B C D E, A B C D E), both printed: the spread between them is the noise. Then RSS
+//! with 10 000 idle connections, on a fresh process per server. Each goal is checked in each
+//! round, pass or FAIL. Servers and generator are pinned to a core each, so tokio (and the
+//! floor) run one worker there.
 
 mod peers;
 
@@ -187,20 +188,45 @@ fn load_argv(addr: SocketAddr, connections: u32, size: &str, more: &[&str]) -> V
     argv
 }
 
-/// Runs the generator (the wscheck binary) to the end: its JSON report.
-fn generate(argv: &[String]) -> Value {
+/// Runs the generator (the wscheck binary) to the end: its JSON report, and its user and
+/// system CPU seconds (read while it is a zombie: it has exited, its times are final).
+fn generate(argv: &[String]) -> (Value, (f64, f64)) {
+    use std::io::Read;
     let line = format!(
         "ulimit -n 20000 && exec {}{} {}",
         pinned(GENERATOR_CORE),
         release_binary("wscheck").display(),
         argv.join(" ")
     );
-    let output = Command::new("bash")
+    let mut child = Command::new("bash")
         .args(["-c", &line])
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .expect("run the generator");
-    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    let mut stdout = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_end(&mut stdout);
+    }
+    let cpu = final_cpu(child.id());
+    let _ = child.wait();
+    (serde_json::from_slice(&stdout).unwrap_or(Value::Null), cpu)
+}
+
+/// User and system CPU seconds of an exited child not yet waited for (`bash -c "exec …"`
+/// keeps one pid down to the generator).
+fn final_cpu(pid: u32) -> (f64, f64) {
+    let exited = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rfind(')')
+            .and_then(|at| stat.get(at + 2..at + 3))
+            .is_none_or(|state| state == "Z")
+    };
+    let started = Instant::now();
+    while !exited(pid) && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    cpu_user_system(pid)
 }
 
 /// One load against one server: throughput, latency, and what each message cost the
@@ -217,19 +243,30 @@ fn measure(server: &Server, size: &str, in_flight: u32) -> Value {
         format!("{}ms", WARMUP.as_millis()),
     ];
     let timing: Vec<&str> = timing.iter().map(String::as_str).collect();
-    let run = generate(&load_argv(server.addr, CONNECTIONS, size, &timing));
+    let (run, (generator_user, generator_system)) =
+        generate(&load_argv(server.addr, CONNECTIONS, size, &timing));
     let (user1, system1) = cpu_user_system(pid);
     let sent = run["messages"]["sent"].as_f64().unwrap_or(0.0).max(1.0);
     let per_message = |seconds: f64| (seconds * 1e6 / sent * 100.0).round() / 100.0;
+    // Little's law: a server that answers every connection in turn holds each message
+    // (messages in flight ÷ throughput) on average; a lower mean means some waited less
+    // because others waited more.
+    let in_flight_total = f64::from(CONNECTIONS * in_flight);
+    let fair_us = in_flight_total / number(&run["messages"]["per_second"]) * 1e6;
     json!({
         "msgs_per_s": run["messages"]["per_second"],
         "p50_us": run["latency_us"]["p50"],
         "p99_us": run["latency_us"]["p99"],
+        "p999_us": run["latency_us"]["p999"],
+        "mean_us": run["latency_us"]["mean"],
+        "fair_mean_us": fair_us.round(),
         "ok": run["ok"],
         "server_user_us_per_msg": per_message(user1 - user0),
         "server_system_us_per_msg": per_message(system1 - system0),
         "server_us_per_msg": per_message(user1 - user0 + system1 - system0),
         "generator_us_per_msg": run["cpu_us_per_message"],
+        "generator_user_us_per_msg": per_message(generator_user),
+        "generator_system_us_per_msg": per_message(generator_system),
     })
 }
 
@@ -249,7 +286,7 @@ fn idle_memory(contender: &Contender) -> Value {
         "0s",
     ];
     let argv = load_argv(server.addr, IDLE_CONNECTIONS, "64B", &hold);
-    let generator = std::thread::spawn(move || generate(&argv));
+    let generator = std::thread::spawn(move || generate(&argv).0);
     std::thread::sleep(Duration::from_secs(8));
     let rss = rss_kib(server.child.0.id());
     let run = generator.join().unwrap_or(Value::Null);
@@ -552,21 +589,28 @@ fn number(v: &Value) -> f64 {
 /// Prints one round's table.
 fn print_round(round: usize, figures: &[Value]) {
     println!("\nRound {round} (loopback, 100 connections; CPU in µs per message, user + system)\n");
-    println!("| server | load | msgs/s | p50 / p99 µs | server CPU (user + sys) | generator CPU |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!(
+        "| server | load | msgs/s | p50 / p99 / p99.9 µs | mean µs (fair) | server CPU | generator CPU |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for (key, size, in_flight) in LOADS {
         for s in figures {
             let f = &s[key];
             println!(
-                "| {} | {size}, {in_flight} in flight | {} | {} / {} | {} ({} + {}) | {} |",
+                "| {} | {size}, {in_flight} in flight | {} | {} / {} / {} | {} ({}) | {} ({} + {}) | {} ({} + {}) |",
                 s["server"].as_str().unwrap_or("?"),
                 f["msgs_per_s"],
                 f["p50_us"],
                 f["p99_us"],
+                f["p999_us"],
+                f["mean_us"],
+                f["fair_mean_us"],
                 f["server_us_per_msg"],
                 f["server_user_us_per_msg"],
                 f["server_system_us_per_msg"],
                 f["generator_us_per_msg"],
+                f["generator_user_us_per_msg"],
+                f["generator_system_us_per_msg"],
             );
         }
     }
@@ -601,19 +645,24 @@ fn round_goals(round: usize, figures: &[Value]) -> bool {
             format!("{vs_floor:.2}×"),
         );
         let (p99, fast_p99) = (number(&ours[key]["p99_us"]), number(&fast[key]["p99_us"]));
+        let (mean, fast_mean) = (&ours[key]["mean_us"], &fast[key]["mean_us"]);
         all &= check(
             &format!("{load}: p99 no worse than fastwebsockets'"),
             p99 <= fast_p99,
-            format!("{p99} µs vs {fast_p99} µs"),
+            format!("{p99} µs vs {fast_p99} µs (means {mean} vs {fast_mean} µs)"),
         );
         let (generator, server) = (
             number(&ours[key]["generator_us_per_msg"]),
             number(&ours[key]["server_us_per_msg"]),
         );
+        let (generator_sys, server_sys) = (
+            &ours[key]["generator_system_us_per_msg"],
+            &ours[key]["server_system_us_per_msg"],
+        );
         all &= check(
             &format!("{load}: the generator spends less CPU per message than wscheck-server"),
             generator < server,
-            format!("{generator} µs vs {server} µs"),
+            format!("{generator} µs vs {server} µs (system {generator_sys} vs {server_sys} µs)"),
         );
     }
     all
