@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wscheck::cli::to_plan;
+use wscheck::load::cpu_times;
+use wscheck::preflight::process::rss_kib;
 use wscheck_testkit::standin::{Route, Router};
 use wscheck_testkit::{ChildGuard, fixtures, free_port, node_dir, repo_root};
 
@@ -62,32 +64,6 @@ fn pinned(core: usize) -> String {
 
 fn release_binary(name: &str) -> std::path::PathBuf {
     repo_root().join("target/release").join(name)
-}
-
-/// VmRSS of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// A process's user and system CPU seconds so far (stat(5) fields 14 and 15).
-fn cpu_user_system(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<f64> = stat
-        .rfind(')')
-        .map(|at| &stat[at + 2..])
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    let ticks = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0;
-    (ticks(11), ticks(12))
 }
 
 /// A server to measure: its name and the command line that starts it on a port.
@@ -226,14 +202,14 @@ fn final_cpu(pid: u32) -> (f64, f64) {
     while !exited(pid) && started.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(1));
     }
-    cpu_user_system(pid)
+    cpu_times(pid).unwrap_or_default()
 }
 
 /// One load against one server: throughput, latency, and what each message cost the
 /// server and the generator.
 fn measure(server: &Server, size: &str, in_flight: u32) -> Value {
     let pid = server.child.0.id();
-    let (user0, system0) = cpu_user_system(pid);
+    let (user0, system0) = cpu_times(pid).unwrap_or_default();
     let timing = [
         "--in-flight".to_owned(),
         in_flight.to_string(),
@@ -245,7 +221,7 @@ fn measure(server: &Server, size: &str, in_flight: u32) -> Value {
     let timing: Vec<&str> = timing.iter().map(String::as_str).collect();
     let (run, (generator_user, generator_system)) =
         generate(&load_argv(server.addr, CONNECTIONS, size, &timing));
-    let (user1, system1) = cpu_user_system(pid);
+    let (user1, system1) = cpu_times(pid).unwrap_or_default();
     let sent = run["messages"]["sent"].as_f64().unwrap_or(0.0).max(1.0);
     let per_message = |seconds: f64| (seconds * 1e6 / sent * 100.0).round() / 100.0;
     // Little's law: a server that answers every connection in turn holds each message

@@ -83,14 +83,7 @@ fn simple_frame(data: &[u8], max_message_size: usize) -> Option<Simple> {
     if first & (FIN | RSV) != FIN || second & MASKED == 0 {
         return None;
     }
-    let (length, mask_at) = match second & 0x7f {
-        126 => (
-            u64::from(u16::from_be_bytes(data.get(2..4)?.try_into().ok()?)),
-            4,
-        ),
-        127 => (u64::from_be_bytes(data.get(2..10)?.try_into().ok()?), 10),
-        short => (u64::from(short), 2),
-    };
+    let (length, mask_at) = read_frame_length(data)?;
     let limit = match opcode {
         TEXT | BINARY => max_message_size as u64,
         // tungstenite holds control frames to the size limit too (found by fuzzing).
@@ -112,6 +105,19 @@ fn simple_frame(data: &[u8], max_message_size: usize) -> Option<Simple> {
         payload_at,
         length,
         mask,
+    })
+}
+
+/// The payload length the frame header at the start of `data` declares (7, 16 or 64 bits,
+/// RFC 6455, 5.2) and where its length field ends; `None` until those bytes are there.
+pub fn read_frame_length(data: &[u8]) -> Option<(u64, usize)> {
+    Some(match data.get(1)? & 0x7f {
+        126 => (
+            u64::from(u16::from_be_bytes(data.get(2..4)?.try_into().ok()?)),
+            4,
+        ),
+        127 => (u64::from_be_bytes(data.get(2..10)?.try_into().ok()?), 10),
+        short => (u64::from(short), 2),
     })
 }
 
@@ -180,23 +186,13 @@ pub fn apply_mask(bytes: &mut [u8], mask: [u8; 4]) {
 mod tests {
     use super::*;
 
-    /// A masked client frame with a 7-, 16- or 64-bit length as `payload` needs.
+    /// A masked client frame whose first byte (FIN, RSV, opcode) is `first`.
     fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![first];
-        match payload.len() {
-            n @ 0..=125 => out.push(MASKED | n as u8),
-            n @ 126..=0xffff => {
-                out.push(MASKED | 126);
-                out.extend((n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(MASKED | 127);
-                out.extend((n as u64).to_be_bytes());
-            }
-        }
-        out.extend(mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let mut out = Vec::new();
+        write_frame_header(&mut out, 0, payload.len(), Some(mask));
+        out[0] = first; // the tests also need frames without FIN or with RSV bits
+        unmask_into(&mut out, payload, mask);
         out
     }
 

@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 /// Framing shared with `wscheck load`, which writes client frames.
-pub use echo::{apply_mask, write_frame_header};
+pub use echo::{apply_mask, read_frame_length, write_frame_header};
 pub use info::Environment;
 pub use protocol::{
     ECHO_PREFIX, GREETING, HEALTH_PATH, INFO_PATH, INFO_WS_PATH, SERVER_HEADER, VERSION,

@@ -403,20 +403,17 @@ pub(super) async fn one_connection(
 
 #[cfg(test)]
 mod tests {
+    use super::super::framing::tests::client_frames;
     use super::*;
 
     /// The payload `framing` sends: the unmasked text of its one frame.
     fn payload(id: u32, seq: u64, size: usize) -> String {
         let mut framing = Framing::new(3);
         framing.push_payload(id, seq, size);
-        let out = &framing.output;
-        let at = if size < 126 { 2 } else { 4 };
-        let mask = [out[at], out[at + 1], out[at + 2], out[at + 3]];
-        let text = out[at + 4..]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ mask[i % 4]);
-        String::from_utf8(text.collect()).unwrap()
+        let [(_, text)] = &client_frames(&framing.output)[..] else {
+            panic!("one frame");
+        };
+        String::from_utf8(text.clone()).unwrap()
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! buffer. The probe's stages (and tungstenite) open the connection; a million messages a
 //! second then go through these few lines, with no allocation per message.
 
-use wscheck_server::{apply_mask, write_frame_header};
+use wscheck_server::{apply_mask, read_frame_length, write_frame_header};
 
 const FIN: u8 = 0x80;
 const CONTINUATION: u8 = 0x0;
@@ -187,16 +187,8 @@ fn server_header(data: &[u8]) -> Result<Option<(u8, usize, usize)>, Garbled> {
     if second & 0x80 != 0 {
         return Err(Garbled("a masked frame from the server"));
     }
-    let (length, payload_at) = match second & 0x7f {
-        126 => match data.get(2..4) {
-            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
-            None => return Ok(None),
-        },
-        127 => match data.get(2..10) {
-            Some(b) => (u64::from_be_bytes(b.try_into().expect("eight bytes")), 10),
-            None => return Ok(None),
-        },
-        short => (u64::from(short), 2),
+    let Some((length, payload_at)) = read_frame_length(data) else {
+        return Ok(None);
     };
     let length = usize::try_from(length).map_err(|_| Garbled("a frame too large"))?;
     Ok((data.len() - payload_at.min(data.len()) >= length).then_some((first, payload_at, length)))
@@ -218,27 +210,21 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// The client frames in `bytes`, unmasked: (first byte, payload).
-    fn client_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    pub(in crate::load) fn client_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
         let mut out = Vec::new();
         while !bytes.is_empty() {
             assert_eq!(bytes[1] & 0x80, 0x80, "masked");
-            let (len, at) = match bytes[1] & 0x7f {
-                126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
-                127 => (
-                    u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
-                    10,
-                ),
-                n => (n as usize, 2),
-            };
-            let mask: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
-            let mut payload = bytes[at + 4..at + 4 + len].to_vec();
+            let (len, at) = read_frame_length(bytes).expect("a whole header");
+            let (len, payload_at) = (len as usize, at + 4);
+            let mask: [u8; 4] = bytes[at..payload_at].try_into().unwrap();
+            let mut payload = bytes[payload_at..payload_at + len].to_vec();
             apply_mask(&mut payload, mask);
             out.push((bytes[0], payload));
-            bytes = &bytes[at + 4 + len..];
+            bytes = &bytes[payload_at + len..];
         }
         out
     }

@@ -84,15 +84,21 @@ pub struct LatencyView {
     pub mean: f64,
 }
 
-/// A process's CPU time so far (user + system), from /proc (Linux; 100 ticks a second).
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
+/// A process's CPU time so far, user and system seconds, from /proc (Linux; 100 ticks a
+/// second).
+pub fn cpu_times(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // Fields 14 and 15 of stat(5); `after_name` starts at field 3.
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    Some((utime / 100.0, stime / 100.0))
+}
+
+/// A process's CPU time so far, user + system seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_times(pid).map(|(user, system)| user + system)
 }
 
 /// Runs the load described by `settings` against `plan`'s single candidate.

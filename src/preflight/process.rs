@@ -244,7 +244,8 @@ async fn relay(stream: impl AsyncRead + Unpin, kept: Arc<Mutex<VecDeque<String>>
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// VmRSS of a process, in KiB (0 when it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
